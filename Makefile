@@ -1,0 +1,58 @@
+# voicebridge: every developer entry point. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The Lambda runtime is python3.13: use 3.13 where the machine has it (PATH or pyenv), else python3 (3.11+).
+PYTHON ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3; do \
+	command -v $$p >/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# SAM CLI pins older boto3/click/pydantic: it lives in its own virtual environment.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint typecheck unit template-check sam-build bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv (python3.13 where available) with the package and dev tools; idempotent
+
+$(SAM): layers/sam-requirements.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q -r layers/sam-requirements.txt
+	@touch $(SAM)
+
+demo: install ## Replay a recorded call through the real handler against the embedded emulator; print what ServiceNow stored
+	$(BIN)/voicebridge demo
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+template-check: install $(SAM) ## cfn-lint, sam validate --lint and sam build on template.yaml
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml --region us-east-1
+	PATH="$$(dirname $$(command -v $(PYTHON))):$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build --cached --cache-dir .aws-sam/cache
+
+test: lint template-check ## The whole suite: lint, typecheck, template checks, pytest (unit, functional, integration)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+unit: install ## Only the fast unit tests
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+bench: install ## Benchmarks (ratios against baselines measured in the same run)
+	$(BIN)/python -m benchmarks
+
+clean: ## Remove virtual environments and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
