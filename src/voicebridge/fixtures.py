@@ -7,6 +7,8 @@ Accepted fixture formats (design.md):
 - a Lambda Kinesis event ``{"Records": [...]}`` (the files ``sam local invoke -e`` takes);
 - JSON Lines of decoded Contact Lens events, one per line, either bare or wrapped as
   ``{"partitionKey", "sequenceNumber", "approximateArrivalTimestamp", "data": {event}}`` (capture's format).
+  Extension: a payload that is not a JSON object is written as ``"dataBase64"`` instead of ``"data"``, so
+  captured poison records replay byte-exact.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class StreamRecord:
         }
 
     def decoded(self) -> Any:
-        """The payload parsed as JSON (raises ValueError when it is not JSON)."""
-        return json.loads(self.data)
+        """The payload parsed as strict UTF-8 JSON (raises ValueError when it is not)."""
+        return json.loads(self.data.decode("utf-8"))
 
 
 def encode_event(event: Any) -> bytes:
@@ -144,24 +146,44 @@ def load_fixture(path: str | Path) -> list[StreamRecord]:
             document = None  # JSON Lines also starts with "{"
         if isinstance(document, dict) and isinstance(document.get("Records"), list):
             try:
-                return [from_lambda_record(record) for record in document["Records"]]
+                records = [from_lambda_record(record) for record in document["Records"]]
             except (KeyError, TypeError) as exc:
                 raise FixtureError(f"{path}: a record lacks kinesis.sequenceNumber") from exc
+            for index, record in enumerate(records):
+                _checked_sequence(path, f"Records[{index}]", record.sequence_number)
+            return records
         if isinstance(document, dict):
             return _records_from_lines(path, [(1, document)])
     return _records_from_lines(path, list(_iter_json_lines(path, text)))
+
+
+def _wrapped_data(path: Path, line_number: int, item: dict[str, Any]) -> bytes:
+    # A payload that was not a JSON object (poison captured from a live stream) is kept byte-exact as base64.
+    if "dataBase64" in item:
+        try:
+            return base64.b64decode(str(item["dataBase64"]), validate=True)
+        except (ValueError, TypeError) as exc:
+            raise FixtureError(f"{path}:{line_number}: dataBase64 is not base64") from exc
+    return encode_event(item["data"])
+
+
+def _checked_sequence(path: Path, where: str, value: Any) -> str:
+    text = str(value)
+    if not text.isdigit():
+        raise FixtureError(f"{path}:{where}: sequenceNumber {text[:60]!r} is not a decimal number")
+    return text
 
 
 def _records_from_lines(path: Path, lines: list[tuple[int, Any]]) -> list[StreamRecord]:
     bare: list[Any] = []
     records: list[StreamRecord] = []
     for line_number, item in lines:
-        if isinstance(item, dict) and "data" in item and "sequenceNumber" in item:
+        if isinstance(item, dict) and ("data" in item or "dataBase64" in item) and "sequenceNumber" in item:
             records.append(
                 StreamRecord(
-                    data=encode_event(item["data"]) if not isinstance(item["data"], str) else item["data"].encode(),
+                    data=_wrapped_data(path, line_number, item),
                     partition_key=str(item.get("partitionKey", "")),
-                    sequence_number=str(item["sequenceNumber"]),
+                    sequence_number=_checked_sequence(path, str(line_number), item["sequenceNumber"]),
                     arrival_timestamp=float(item.get("approximateArrivalTimestamp", 0.0)),
                 )
             )
@@ -171,16 +193,21 @@ def _records_from_lines(path: Path, lines: list[tuple[int, Any]]) -> list[Stream
             raise FixtureError(f"{path}:{line_number}: expected a JSON object per line")
     if bare and records:
         raise FixtureError(f"{path}: mixes bare events and wrapped records")
+    if not bare and not records:
+        raise FixtureError(f"{path}: holds no records")
     return records or build_records(bare)
 
 
 def load_fixtures(paths: Iterable[str | Path]) -> list[StreamRecord]:
-    """Several fixtures, concatenated; sequence numbers are renumbered when files would collide."""
-    all_records: list[StreamRecord] = []
-    for path in paths:
-        all_records.extend(load_fixture(path))
-    numbers = [int(r.sequence_number) for r in all_records]
-    if len(set(numbers)) == len(numbers) and numbers == sorted(numbers):
+    """Several fixtures in stream order. Each file keeps its own sequence numbers (a file may deliberately hold
+    redeliveries); only when files are combined and their numbers would collide or run backwards across files is
+    everything renumbered in concatenation order."""
+    per_file = [load_fixture(path) for path in paths]
+    all_records = [record for records in per_file for record in records]
+    if len(per_file) <= 1:
+        return all_records
+    ranges = [(min(int(r.sequence_number) for r in rs), max(int(r.sequence_number) for r in rs)) for rs in per_file]
+    if all(previous[1] < following[0] for previous, following in zip(ranges, ranges[1:], strict=False)):
         return all_records
     return [
         StreamRecord(r.data, r.partition_key, str(FIRST_SEQUENCE_NUMBER + i * SEQUENCE_STEP), r.arrival_timestamp)
@@ -190,16 +217,18 @@ def load_fixtures(paths: Iterable[str | Path]) -> list[StreamRecord]:
 
 def to_json_line(record: StreamRecord) -> str:
     """Capture's JSON Lines form of one record (``data`` decoded when it is JSON, else kept as text)."""
+    line: dict[str, Any] = {
+        "partitionKey": record.partition_key,
+        "sequenceNumber": record.sequence_number,
+        "approximateArrivalTimestamp": record.arrival_timestamp,
+    }
     try:
-        data: Any = record.decoded()
-    except ValueError:
-        data = record.data.decode("utf-8", "replace")
-    return json.dumps(
-        {
-            "partitionKey": record.partition_key,
-            "sequenceNumber": record.sequence_number,
-            "approximateArrivalTimestamp": record.arrival_timestamp,
-            "data": data,
-        },
-        ensure_ascii=False,
-    )
+        data: Any = json.loads(record.data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    if isinstance(data, dict):
+        line["data"] = data
+    else:
+        # Not a JSON object (poison): keep the exact bytes so a replay parks exactly what the stream carried.
+        line["dataBase64"] = base64.b64encode(record.data).decode("ascii")
+    return json.dumps(line, ensure_ascii=False)
