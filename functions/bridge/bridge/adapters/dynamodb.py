@@ -1,0 +1,181 @@
+"""Contact store on DynamoDB (low-level client; the item has a fixed, small shape).
+
+Item: ``contact_id`` (key), ``status``, ``version`` (optimistic lock), ``interaction_id``, ``conversation_id``,
+``sent`` (packed 64-bit digests, see models.SentSet), ``pending`` (unconfirmed segment ids with the record that
+carried them), ``close_seq``, ``max_offset``, timestamps, and ``expires_at`` (TTL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bridge.errors import (
+    ConfigurationError,
+    ContactConflictError,
+    ContactStoreError,
+    ContactStoreUnavailableError,
+    PermanentError,
+)
+from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet
+
+BATCH_GET_LIMIT = 100
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
+CONFIGURATION_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"})
+
+
+def translate(exc: Exception, table: str, operation: str) -> Exception:
+    """The one place DynamoDB's driver errors become bridge errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            return ContactConflictError(f"{operation}: the contact changed concurrently")
+        if code in UNAVAILABLE_CODES:
+            return ContactStoreUnavailableError(f"{operation}: DynamoDB {code}")
+        if code in CONFIGURATION_CODES:
+            return ConfigurationError(f"CONTACT_TABLE {table!r}: DynamoDB {code} on {operation}")
+        return _PermanentStoreError(f"{operation}: DynamoDB {code}")
+    if isinstance(exc, BotoCoreError):
+        return ContactStoreUnavailableError(f"{operation}: {type(exc).__name__}")
+    return exc
+
+
+class _PermanentStoreError(ContactStoreError, PermanentError):
+    """A request DynamoDB will keep rejecting (ValidationException, item too large)."""
+
+
+def to_item(state: ContactState) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "contact_id": {"S": state.contact_id},
+        "status": {"S": state.status.value},
+        "version": {"N": str(state.version)},
+        "sent": {"B": state.sent.pack()},
+        "sent_count": {"N": str(len(state.sent))},
+        "pending": {"L": [{"M": {"id": {"S": p.segment_id}, "seq": {"S": p.sequence_number}}} for p in state.pending]},
+        "max_offset": {"N": str(state.max_offset_millis)},
+        "created_at": {"N": str(state.created_at)},
+        "updated_at": {"N": str(state.updated_at)},
+        "expires_at": {"N": str(state.expires_at)},
+    }
+    for name, value in (
+        ("instance_id", state.instance_id),
+        ("interaction_id", state.interaction_id),
+        ("conversation_id", state.conversation_id),
+        ("close_seq", state.close_sequence_number),
+    ):
+        if value:
+            item[name] = {"S": value}
+    return item
+
+
+def from_item(item: dict[str, Any]) -> ContactState:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return value["S"] if value else None
+
+    def number(name: str) -> int:
+        value = item.get(name)
+        return int(value["N"]) if value else 0
+
+    sent_blob = item.get("sent", {}).get("B", b"")
+    return ContactState(
+        contact_id=item["contact_id"]["S"],
+        status=ContactStatus(item["status"]["S"]),
+        version=number("version"),
+        instance_id=text("instance_id") or "",
+        interaction_id=text("interaction_id"),
+        conversation_id=text("conversation_id"),
+        sent=SentSet.unpack(bytes(sent_blob)),
+        pending=tuple(
+            PendingEntry(entry["M"]["id"]["S"], entry["M"]["seq"]["S"])
+            for entry in item.get("pending", {}).get("L", [])
+        ),
+        close_sequence_number=text("close_seq"),
+        max_offset_millis=number("max_offset"),
+        created_at=number("created_at"),
+        updated_at=number("updated_at"),
+        expires_at=number("expires_at"),
+    )
+
+
+class DynamoContactStore:
+    """Implements ``ContactStorePort``."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        ttl_days: int = 7,
+        sleep: Callable[[float], None] = time.sleep,
+        max_unprocessed_rounds: int = 5,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.ttl_days = ttl_days
+        self.sleep = sleep
+        self.max_unprocessed_rounds = max_unprocessed_rounds
+        self.calls: dict[str, int] = {"BatchGetItem": 0, "PutItem": 0}  # counted for benchmarks and tests
+
+    def load_many(self, contact_ids: Sequence[str]) -> dict[str, ContactState]:
+        states: dict[str, ContactState] = {}
+        unique = list(dict.fromkeys(contact_ids))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys = [{"contact_id": {"S": cid}} for cid in unique[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for round_number in range(self.max_unprocessed_rounds + 1):
+                try:
+                    self.calls["BatchGetItem"] += 1
+                    response = self.client.batch_get_item(RequestItems=request)
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    raise translate(exc, self.table, "BatchGetItem") from exc
+                for item in response.get("Responses", {}).get(self.table, []):
+                    state = from_item(item)
+                    states[state.contact_id] = state
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self.sleep(min(1.0, 0.05 * 2**round_number))
+            else:
+                raise ContactStoreUnavailableError("BatchGetItem: keys still unprocessed after retries (throttled)")
+        return states
+
+    def claim(self, contact_id: str, instance_id: str, now: int) -> ContactState:
+        state = ContactState(
+            contact_id=contact_id,
+            status=ContactStatus.CLAIMED,
+            version=1,
+            instance_id=instance_id,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.ttl_days * 86400,
+        )
+        self._put(state, "attribute_not_exists(contact_id)", {}, "claim")
+        return state
+
+    def save(self, state: ContactState, expected_version: int) -> ContactState:
+        saved = state.evolve(version=expected_version + 1)
+        self._put(saved, "#version = :expected", {":expected": {"N": str(expected_version)}}, "save")
+        return saved
+
+    def _put(self, state: ContactState, condition: str, values: dict[str, Any], operation: str) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": to_item(state), "ConditionExpression": condition}
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+            kwargs["ExpressionAttributeNames"] = {"#version": "version"}
+        try:
+            self.calls["PutItem"] += 1
+            self.client.put_item(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise translate(exc, self.table, f"PutItem ({operation})") from exc

@@ -1,0 +1,100 @@
+"""Who is on the call and where its recording is: Amazon Connect lookups with validation and fallbacks.
+
+Lookups never block a transcript: a missing permission or an unknown contact falls back to the configured
+values (logged and counted); only throttling that outlasts the SDK's retries is retried via redelivery.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bridge.config import AgentLookup, CallerLookup, Settings
+from bridge.errors import ConnectLookupError, RetryableError
+from bridge.log import logger
+from bridge.models import OpenRequest
+from bridge.ports import ConnectPort, ContactDetails
+
+T = TypeVar("T")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def valid_e164(number: str | None) -> str | None:
+    """The number when it is E.164 (anonymous and withheld caller ids are not), else None."""
+    if not number:
+        return None
+    candidate = number.strip().replace(" ", "")
+    return candidate if E164.match(candidate) else None
+
+
+@dataclass
+class ContactDirectory:
+    settings: Settings
+    connect: ConnectPort
+
+    def open_request(self, instance_id: str, contact_id: str) -> tuple[OpenRequest, list[str]]:
+        """The ``POST /cs/voice-interactions`` body, plus the names of lookups that fell back (for metrics)."""
+        fallbacks: list[str] = []
+        details = ContactDetails()
+        needs_describe = self.settings.caller_lookup is CallerLookup.DESCRIBE_CONTACT or (
+            self.settings.agent_lookup is AgentLookup.DESCRIBE_USER
+        )
+        if needs_describe and instance_id:
+            details = self._lookup(
+                "DescribeContact", fallbacks, ContactDetails(), self.connect.describe_contact, instance_id, contact_id
+            )
+        caller: str | None = None
+        if self.settings.caller_lookup is CallerLookup.DESCRIBE_CONTACT:
+            caller = valid_e164(details.customer_number)
+        elif self.settings.caller_lookup is CallerLookup.ATTRIBUTE and instance_id:
+            attributes: Mapping[str, str] = self._lookup(
+                "GetContactAttributes", fallbacks, {}, self.connect.contact_attributes, instance_id, contact_id
+            )
+            caller = valid_e164(attributes.get(self.settings.caller_attribute))
+        if caller is None and self.settings.caller_lookup is not CallerLookup.NONE:
+            fallbacks.append("caller")
+        agent: str | None = None
+        if self.settings.agent_lookup is AgentLookup.DESCRIBE_USER and details.agent_id:
+            agent = self._lookup(
+                "DescribeUser", fallbacks, None, self.connect.agent_username, instance_id, details.agent_id
+            )
+        return (
+            OpenRequest(
+                user_id=caller or self.settings.fallback_user_id,
+                client_session_id=contact_id,
+                caller_phone_number=caller,
+                agent_id=agent,
+                inbound_id=self.settings.inbound_id or None,
+            ),
+            fallbacks,
+        )
+
+    def recording_url(self, instance_id: str, contact_id: str) -> str | None:
+        template = self.settings.recording_url_template
+        location = ""
+        if "{recording_location}" in template and instance_id:
+            details = self._lookup(
+                "DescribeContact", [], ContactDetails(), self.connect.describe_contact, instance_id, contact_id
+            )
+            location = details.recording_location or ""
+            if not location:
+                return None  # the recording does not exist (yet): close without a URL rather than a broken one
+        return template.format(
+            contact_id=contact_id,
+            instance_id=instance_id,
+            instance_alias=self.settings.connect_instance_alias,
+            region=self.settings.region,
+            recording_location=location,
+        )
+
+    def _lookup(self, operation: str, fallbacks: list[str], default: T, call: Callable[..., T], *args: str) -> T:
+        try:
+            return call(*args)
+        except RetryableError:
+            raise
+        except ConnectLookupError as exc:
+            logger.warning("connect lookup fell back", operation=operation, error=str(exc))
+            fallbacks.append(operation)
+            return default

@@ -1,0 +1,221 @@
+"""Pure per-contact planning: given a contact's events from one batch and its stored state, decide what to do.
+
+No I/O, no clock, no randomness: every rule of the flow is here and unit-tested on values.
+
+Effectively-once rests on two facts (see README "Reliability"):
+1. A segment id is added to ``sent`` *before* its POST, with a ``pending`` entry naming the Kinesis record that
+   carried it. If the invocation dies, Kinesis redelivers that record; a redelivered segment that is still pending
+   is *unconfirmed* and is reconciled against ServiceNow (Table API read-back) before anything is re-sent.
+2. Kinesis checkpoints only past records whose invocation reported success. So a pending entry whose record is
+   older than every record of this contact in the current batch was confirmed and can be forgotten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.models import (
+    ContactEvent,
+    ContactState,
+    ContactStatus,
+    EventType,
+    OutgoingMessage,
+    PendingEntry,
+    TranscriptSegment,
+)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    forward_notes: bool = True
+
+
+@dataclass(frozen=True)
+class ContactPlan:
+    """What one contact needs in this batch. The runner executes it in order: open, reconcile, send, close."""
+
+    contact_id: str
+    instance_id: str
+    first_sequence_number: str
+    open: bool  # no interaction is known yet (STARTED, or a late join)
+    messages: tuple[OutgoingMessage, ...]  # new: never handed to ServiceNow before
+    unconfirmed: tuple[OutgoingMessage, ...]  # redelivered while pending: read back before re-sending
+    keep_pending: tuple[PendingEntry, ...]  # pending entries neither confirmed nor redelivered in this batch
+    close: bool  # COMPLETED/FAILED seen for an open contact: close after the messages
+    reclose: bool  # the record that closed the contact was redelivered: re-send the idempotent PATCH
+    close_sequence_number: str | None
+    after_close: tuple[ContactEvent, ...]  # new content for a contact closed in an earlier batch: park it
+    duplicates: int  # segments (or lifecycle events) already handled
+    utterances: int  # partials, never sent
+    max_offset_millis: int
+
+    @property
+    def writes_state(self) -> bool:
+        """Whether the contact item changes in this batch (steady state: exactly one write when it does)."""
+        return bool(self.open or self.messages or self.unconfirmed or self.close)
+
+
+def transcript_message(segment: TranscriptSegment, sequence_number: str) -> OutgoingMessage:
+    """design.md mapping: id = Transcript.Id, participant from role/id, sentiment and offsets as given."""
+    attributes: list[tuple[str, str]] = []
+    if segment.role and segment.role != segment.participant:
+        attributes.append(("participantRole", segment.role))
+    if segment.issues:
+        attributes.append(("issuesDetected", ",".join(f"{begin}-{end}" for begin, end in segment.issues)))
+    return OutgoingMessage(
+        id=segment.id,
+        content=segment.content,
+        participant=segment.participant,
+        begin_offset_millis=segment.begin_offset_millis,
+        end_offset_millis=segment.end_offset_millis,
+        sentiment=segment.sentiment,
+        internal=False,
+        sequence_number=sequence_number,
+        attributes=tuple(attributes),
+    )
+
+
+def _note_id(contact_id: str, kind: str, text: str) -> str:
+    # Deterministic, so a redelivered note dedupes like a transcript does.
+    digest = hashlib.blake2b(f"{contact_id}\x00{kind}\x00{text}".encode(), digest_size=10).hexdigest()
+    return f"voicebridge-{kind}-{digest}"
+
+
+def note_messages(event: ContactEvent, last_offset: int) -> list[OutgoingMessage]:
+    """Categories and the post-contact summary as agent-only notes (``isInternalMessage: true``).
+
+    Categories sit at their first point of interest; the summary at the end of the call so far (ServiceNow orders
+    by offsets, and a summary belongs after the last turn).
+    """
+    notes: list[OutgoingMessage] = []
+    seq = event.record.sequence_number
+    for categories in event.categories:
+        if not categories.matched:
+            continue
+        text = "Contact Lens categories matched: " + ", ".join(categories.matched)
+        begin, end = (
+            (min(p[1] for p in categories.points), min(p[2] for p in categories.points))
+            if (categories.points)
+            else (last_offset, last_offset)
+        )
+        notes.append(
+            OutgoingMessage(
+                id=_note_id(event.contact_id, "categories", text + repr(categories.points)),
+                content=text,
+                participant="AGENT",
+                begin_offset_millis=begin,
+                end_offset_millis=max(begin, end),
+                sentiment=None,
+                internal=True,
+                sequence_number=seq,
+                attributes=(("noteType", "categories"),),
+            )
+        )
+    for summary in event.summaries:
+        if summary.status == "FAILED" or not summary.content.strip():
+            text = f"Contact Lens post-contact summary failed ({summary.failure_code or 'no reason given'})"
+        else:
+            text = "Post-contact summary: " + summary.content
+        notes.append(
+            OutgoingMessage(
+                id=_note_id(event.contact_id, "summary", text),
+                content=text,
+                participant="AGENT",
+                begin_offset_millis=last_offset,
+                end_offset_millis=last_offset,
+                sentiment=None,
+                internal=True,
+                sequence_number=seq,
+                attributes=(("noteType", "postContactSummary"),),
+            )
+        )
+    return notes
+
+
+def plan_contact(
+    events: Sequence[ContactEvent], state: ContactState | None, options: PlanOptions = PlanOptions()
+) -> ContactPlan:
+    """Plan one contact's batch. ``events`` are in stream order and all share one ContactId."""
+    if not events:
+        raise ValueError("plan_contact needs at least one event")
+    contact_id = events[0].contact_id
+    batch_sequences = {event.record.sequence for event in events}
+    oldest_in_batch = min(batch_sequences)
+
+    pending_by_id: dict[str, PendingEntry] = {}
+    keep: list[PendingEntry] = []
+    for entry in state.pending if state else ():
+        if entry.sequence < oldest_in_batch:
+            continue  # the checkpoint moved past its record: its POST was confirmed
+        if entry.sequence in batch_sequences:
+            pending_by_id[entry.segment_id] = entry
+        else:
+            keep.append(entry)  # its record is in another part of a bisected batch
+
+    closed = state is not None and state.status is ContactStatus.CLOSED
+    last_offset = state.max_offset_millis if state else 0
+    messages: list[OutgoingMessage] = []
+    unconfirmed: list[OutgoingMessage] = []
+    after_close: list[ContactEvent] = []
+    seen: set[str] = set()
+    duplicates = utterances = 0
+    close = reclose = False
+    close_sequence: str | None = state.close_sequence_number if state else None
+
+    for event in events:
+        utterances += event.utterances
+        candidates = [transcript_message(t, event.record.sequence_number) for t in event.transcripts]
+        for candidate in candidates:
+            last_offset = max(last_offset, candidate.end_offset_millis)
+        if options.forward_notes:
+            candidates.extend(note_messages(event, last_offset))
+        new_after_close = False
+        for message in candidates:
+            if message.id in seen:
+                duplicates += 1
+                continue
+            seen.add(message.id)
+            if state is not None and message.id in state.sent:
+                if message.id in pending_by_id:
+                    unconfirmed.append(message)
+                else:
+                    duplicates += 1
+            elif closed:
+                new_after_close = True
+            else:
+                messages.append(message)
+        if new_after_close:
+            after_close.append(event)
+        if event.event_type.ends_contact:
+            if closed:
+                if event.record.sequence_number == close_sequence:
+                    reclose = True  # the closing record itself came back: its PATCH may not have happened
+                else:
+                    duplicates += 1
+            elif not close:
+                close = True
+                close_sequence = event.record.sequence_number
+            else:
+                duplicates += 1  # a second COMPLETED/FAILED in one batch
+        elif event.event_type is EventType.STARTED and state is not None:
+            duplicates += 1
+
+    needs_open = state is None or state.interaction_id is None or state.conversation_id is None
+    return ContactPlan(
+        contact_id=contact_id,
+        instance_id=events[0].instance_id or (state.instance_id if state else ""),
+        first_sequence_number=events[0].record.sequence_number,
+        open=needs_open and not closed,
+        messages=tuple(messages),
+        unconfirmed=tuple(unconfirmed),
+        keep_pending=tuple(keep),
+        close=close,
+        reclose=reclose,
+        close_sequence_number=close_sequence,
+        after_close=tuple(after_close),
+        duplicates=duplicates,
+        utterances=utterances,
+        max_offset_millis=last_offset,
+    )

@@ -1,0 +1,195 @@
+"""In-memory fakes of the bridge's ports (style: prefer fakes over mocks). Each records what it was asked."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bridge.errors import ContactConflictError
+from bridge.models import ContactState, ContactStatus, OpenRequest, OutgoingMessage
+from bridge.ports import ContactDetails, ParkedItem
+
+
+@dataclass
+class FakeInteraction:
+    interaction_id: str
+    request: OpenRequest
+    conversation_id: str | None = None
+    messages: list[OutgoingMessage] = field(default_factory=list)
+    closed: bool = False
+    recording_url: str | None = None
+
+
+class FakeServiceNow:
+    """A ServiceNow that stores everything; ``fail_next`` queues exceptions for the next calls of an operation."""
+
+    def __init__(self) -> None:
+        self.interactions: dict[str, FakeInteraction] = {}
+        self.calls: list[str] = []
+        self.fail_next: dict[str, list[Exception]] = {}
+        self.apply_then_fail: dict[str, list[Exception]] = {}
+        self.read_forbidden = False
+
+    def __len__(self) -> int:
+        return len(self.interactions)
+
+    def __contains__(self, client_session_id: object) -> bool:
+        return any(i.request.client_session_id == client_session_id for i in self.interactions.values())
+
+    def _enter(self, operation: str) -> None:
+        self.calls.append(operation)
+        queue = self.fail_next.get(operation)
+        if queue:
+            raise queue.pop(0)
+
+    def _after(self, operation: str) -> None:
+        queue = self.apply_then_fail.get(operation)
+        if queue:
+            raise queue.pop(0)
+
+    def by_contact(self, contact_id: str) -> list[FakeInteraction]:
+        return [i for i in self.interactions.values() if i.request.client_session_id == contact_id]
+
+    def create_interaction(self, request: OpenRequest) -> str:
+        self._enter("create_interaction")
+        interaction_id = uuid.uuid4().hex
+        self.interactions[interaction_id] = FakeInteraction(interaction_id, request)
+        self._after("create_interaction")
+        return interaction_id
+
+    def create_conversation(self, interaction_id: str, request: OpenRequest) -> str:
+        self._enter("create_conversation")
+        interaction = self.interactions[interaction_id]
+        interaction.conversation_id = interaction.conversation_id or uuid.uuid4().hex
+        self._after("create_conversation")
+        return interaction.conversation_id
+
+    def post_messages(self, interaction_id: str, messages: Sequence[OutgoingMessage]) -> str | None:
+        self._enter("post_messages")
+        interaction = self.interactions[interaction_id]
+        assert not interaction.closed, "messages after close"
+        interaction.messages.extend(messages)
+        self._after("post_messages")
+        return interaction.conversation_id
+
+    def post_transcript(
+        self, interaction_id: str, messages: Sequence[OutgoingMessage], conversation_started: str
+    ) -> str | None:
+        self._enter("post_transcript")
+        self.interactions[interaction_id].messages.extend(messages)
+        return self.interactions[interaction_id].conversation_id
+
+    def close_interaction(self, interaction_id: str, recording_url: str | None) -> None:
+        self._enter("close_interaction")
+        self.interactions[interaction_id].closed = True
+        self.interactions[interaction_id].recording_url = recording_url
+        self._after("close_interaction")
+
+    def find_interaction(self, client_session_id: str) -> str | None:
+        self._enter("find_interaction")
+        self._forbidden()
+        found = self.by_contact(client_session_id)
+        return found[0].interaction_id if found else None
+
+    def find_conversation(self, interaction_id: str) -> str | None:
+        self._enter("find_conversation")
+        self._forbidden()
+        return self.interactions[interaction_id].conversation_id
+
+    def find_message_ids(self, conversation_id: str, segment_ids: Iterable[str]) -> set[str]:
+        self._enter("find_messages")
+        self._forbidden()
+        stored = {m.id for i in self.interactions.values() if i.conversation_id == conversation_id for m in i.messages}
+        return stored & set(segment_ids)
+
+    def _forbidden(self) -> None:
+        if self.read_forbidden:
+            from bridge.errors import ServiceNowReadForbiddenError
+
+            raise ServiceNowReadForbiddenError("User Not Authorized", status=403)
+
+
+class FakeContactStore:
+    def __init__(self) -> None:
+        self.items: dict[str, ContactState] = {}
+        self.loads = 0
+        self.writes = 0
+        self.fail_next_save: list[Exception] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, contact_id: object) -> bool:
+        return contact_id in self.items
+
+    def load_many(self, contact_ids: Sequence[str]) -> dict[str, ContactState]:
+        self.loads += 1
+        return {cid: self.items[cid] for cid in contact_ids if cid in self.items}
+
+    def claim(self, contact_id: str, instance_id: str, now: int) -> ContactState:
+        self.writes += 1
+        if contact_id in self.items:
+            raise ContactConflictError("claimed already")
+        state = ContactState(contact_id, ContactStatus.CLAIMED, 1, instance_id, created_at=now, updated_at=now)
+        self.items[contact_id] = state
+        return state
+
+    def save(self, state: ContactState, expected_version: int) -> ContactState:
+        self.writes += 1
+        if self.fail_next_save:
+            raise self.fail_next_save.pop(0)
+        current = self.items.get(state.contact_id)
+        if current is None or current.version != expected_version:
+            raise ContactConflictError("version changed")
+        saved = state.evolve(version=expected_version + 1)
+        self.items[state.contact_id] = saved
+        return saved
+
+
+class FakeConnect:
+    def __init__(
+        self,
+        details: ContactDetails | None = None,
+        attributes: Mapping[str, str] | None = None,
+        usernames: Mapping[str, str] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self.details = details or ContactDetails()
+        self.attributes = dict(attributes or {})
+        self.usernames = dict(usernames or {})
+        self.error = error
+        self.calls: list[str] = []
+
+    def describe_contact(self, instance_id: str, contact_id: str) -> ContactDetails:
+        self.calls.append("DescribeContact")
+        if self.error:
+            raise self.error
+        return self.details
+
+    def contact_attributes(self, instance_id: str, contact_id: str) -> Mapping[str, str]:
+        self.calls.append("GetContactAttributes")
+        if self.error:
+            raise self.error
+        return self.attributes
+
+    def agent_username(self, instance_id: str, agent_id: str) -> str | None:
+        self.calls.append("DescribeUser")
+        return self.usernames.get(agent_id)
+
+
+class FakeParking:
+    def __init__(self) -> None:
+        self.items: list[ParkedItem] = []
+        self.fail: Exception | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def park(self, items: Sequence[ParkedItem]) -> None:
+        if self.fail:
+            raise self.fail
+        self.items.extend(items)
+
+    def reasons(self) -> list[str]:
+        return [item.reason_class for item in self.items]
