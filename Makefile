@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The Lambda runtime is python3.13: use 3.13 where the machine has it (PATH or pyenv), else python3 (3.11+).
+# Run each candidate: a pyenv shim named python3.13 exists (command -v finds it) but fails unless 3.13 is selected.
 PYTHON ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3; do \
-	command -v $$p >/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo python3)
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 && { command -v $$p; exit 0; }; done; echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -40,10 +41,18 @@ lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# sam build runs pip for the python3.13/arm64 layer (wheels only) and needs python3.13 itself on PATH;
+# where this machine has no 3.13 it is skipped loudly rather than failing the suite.
 template-check: install $(SAM) ## cfn-lint, sam validate --lint and sam build on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml --region us-east-1
-	PATH="$$(dirname $$(command -v $(PYTHON))):$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build --cached --cache-dir .aws-sam/cache
+	@if $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
+		echo "$(SAM) build --template template.yaml --cached  # python3.13: $(PYTHON)"; \
+		PATH="$$(dirname $$(command -v $(PYTHON))):$$PATH" $(SAM) build --template template.yaml \
+			--build-dir .aws-sam/build --cached --cache-dir .aws-sam/cache; \
+	else \
+		echo "template-check: WARNING: no python3.13 on this machine, sam build skipped" >&2; \
+	fi
 
 test: lint template-check ## The whole suite: lint, typecheck, template checks, pytest (unit, functional, integration)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
