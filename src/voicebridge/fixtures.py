@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class StreamRecord:
     partition_key: str
     sequence_number: str
     arrival_timestamp: float
+    # The record's ``data`` exactly as delivered when it was not valid base64 (poison kept verbatim on replay).
+    raw_data_b64: str | None = None
 
     def to_lambda_record(
         self, shard_id: str = DEFAULT_SHARD_ID, stream_arn: str = DEFAULT_STREAM_ARN, region: str = DEFAULT_REGION
@@ -51,7 +53,7 @@ class StreamRecord:
                 "kinesisSchemaVersion": "1.0",
                 "partitionKey": self.partition_key,
                 "sequenceNumber": self.sequence_number,
-                "data": base64.b64encode(self.data).decode("ascii"),
+                "data": self.raw_data_b64 if self.raw_data_b64 is not None else base64.b64encode(self.data).decode(),
                 "approximateArrivalTimestamp": self.arrival_timestamp,
             },
             "eventSource": "aws:kinesis",
@@ -108,16 +110,19 @@ def from_lambda_record(record: dict[str, Any]) -> StreamRecord:
     """The inverse of :meth:`StreamRecord.to_lambda_record` (keeps undecodable data as raw bytes)."""
     kinesis = record["kinesis"]
     raw = kinesis.get("data", "")
+    verbatim: str | None = None
     try:
         data = base64.b64decode(raw, validate=True)
     except (ValueError, TypeError):
         # Keep the undecodable text itself: the handler must see (and park) it, not the loader.
         data = str(raw).encode("utf-8", "replace")
+        verbatim = str(raw)
     return StreamRecord(
         data=data,
         partition_key=str(kinesis.get("partitionKey", "")),
         sequence_number=str(kinesis["sequenceNumber"]),
         arrival_timestamp=float(kinesis.get("approximateArrivalTimestamp", 0.0)),
+        raw_data_b64=verbatim,
     )
 
 
@@ -210,8 +215,8 @@ def load_fixtures(paths: Iterable[str | Path]) -> list[StreamRecord]:
     if all(previous[1] < following[0] for previous, following in zip(ranges, ranges[1:], strict=False)):
         return all_records
     return [
-        StreamRecord(r.data, r.partition_key, str(FIRST_SEQUENCE_NUMBER + i * SEQUENCE_STEP), r.arrival_timestamp)
-        for i, r in enumerate(all_records)
+        replace(record, sequence_number=str(FIRST_SEQUENCE_NUMBER + i * SEQUENCE_STEP))
+        for i, record in enumerate(all_records)
     ]
 
 

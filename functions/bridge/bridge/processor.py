@@ -70,6 +70,8 @@ class BatchProcessor:
         self.parking = parking
         self.executor = executor
         self.clock = clock
+        # Called with every BatchResult (replay's per-contact summary, benchmarks' counters).
+        self.observers: list[Callable[[BatchResult], None]] = []
 
     def process(self, lambda_records: Sequence[Any], deadline: float, historical: bool = False) -> BatchResult:
         result = BatchResult(records=len(lambda_records))
@@ -138,6 +140,8 @@ class BatchProcessor:
         if to_park:
             failed.update(self._park(to_park, result))
         result.failed_sequence_numbers = sorted(failed, key=lambda seq: int(seq) if seq.isdigit() else -1)
+        for observer in self.observers:
+            observer(result)
         return result
 
     def _run_all(

@@ -53,11 +53,14 @@ def errors_by_class(result: BatchResult) -> Counter[str]:
 def publish(metrics: Any, result: BatchResult, duration_ms: float) -> None:
     """Add the batch's metrics to a Powertools ``Metrics`` (flushed by its ``log_metrics`` decorator)."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     for name, value in batch_counts(result).items():
         unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
         metrics.add_metric(name=name, unit=unit, value=value)
     metrics.add_metric(name="BatchDurationMs", unit=MetricUnit.Milliseconds, value=round(duration_ms, 1))
+    if is_metrics_disabled():  # single_metric prints even when metrics are disabled (replay, tests)
+        return
     namespace = metrics.namespace
     for reason, count in parked_by_reason(result).items():
         with single_metric(

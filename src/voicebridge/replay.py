@@ -1,0 +1,400 @@
+"""``voicebridge replay``: feed fixtures through the real Lambda handler, with Kinesis event-source semantics.
+
+ServiceNow: the embedded emulator unless ``--servicenow-url`` is given (a real instance works the same way).
+AWS: DynamoDB, SQS and Secrets Manager in process (moto) unless ``--table`` is given, which uses the standard AWS
+configuration (so ``AWS_ENDPOINT_URL`` pointing at a moto server works) and creates what is missing. Credentials
+reach the handler the way they do in production: through a Secrets Manager secret, never an environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
+from voicebridge.shard import DeliveryReport, ShardDriver
+
+REPLAY_QUEUE = "voicebridge-replay-parking"
+REPLAY_SECRET = "voicebridge/replay/servicenow"
+DEFAULT_TABLE = "voicebridge-replay-contacts"
+
+
+@dataclass
+class ServiceNowTarget:
+    url: str
+    username: str = ""
+    password: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+
+    def secret_json(self) -> str:
+        data = {"username": self.username, "password": self.password} if self.username else {}
+        if self.client_id:
+            data.update(client_id=self.client_id, client_secret=self.client_secret)
+        return json.dumps(data)
+
+    @property
+    def basic_auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+
+@dataclass
+class ReplayOptions:
+    servicenow: ServiceNowTarget | None = None  # None: start the embedded emulator
+    batch_size: int = 100
+    speed: float | None = None  # None: as fast as possible; 1.0: real time
+    historical: bool = False
+    table: str | None = None  # None: in-process moto
+    max_retries: int = 5
+    log_level: str = "WARNING"
+    forward_notes: bool = True
+    progress: bool = False
+    extra_environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContactSummary:
+    contact_id: str
+    interaction_id: str | None = None
+    opened: bool = False
+    sent: int = 0
+    notes: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    closed: bool = False
+    retries: int = 0
+
+
+@dataclass
+class ReplayReport:
+    servicenow: ServiceNowTarget
+    delivery: DeliveryReport
+    contacts: dict[str, ContactSummary]
+    parked_records: int
+    parked_reasons: dict[str, int]
+    rejected_records: int
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.parked_records or self.delivery.given_up)
+
+
+class ReplayContext:
+    """The parts of a Lambda context the handler uses."""
+
+    function_name = "voicebridge-replay"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:voicebridge-replay"
+    log_group_name = "/aws/lambda/voicebridge-replay"
+    log_stream_name = "replay"
+
+    def __init__(self, timeout_s: float = 60.0) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _servicenow(target: ServiceNowTarget | None) -> Iterator[ServiceNowTarget]:
+    if target is not None:
+        yield target
+        return
+    from voicebridge.emulator import EmulatorOptions, start_emulator
+
+    options = EmulatorOptions()
+    with start_emulator(options) as emulator:
+        yield ServiceNowTarget(emulator.url, options.user, options.password)
+
+
+@contextlib.contextmanager
+def _aws(table: str | None) -> Iterator[str]:
+    """AWS resources for the handler: moto in process, or the standard configuration when a table is named."""
+    if table is not None:
+        yield table
+        return
+    try:
+        from moto import mock_aws
+    except ImportError:  # pragma: no cover - moto ships with the dev extras
+        raise SystemExit("replay needs moto for in-process AWS: pip install -e '.[dev]' (or pass --table)") from None
+    with (
+        _environment(
+            {
+                "AWS_ACCESS_KEY_ID": "replay",
+                "AWS_SECRET_ACCESS_KEY": "replay",
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            }
+        ),
+        mock_aws(),
+    ):
+        yield DEFAULT_TABLE
+
+
+def ensure_resources(table: str, target: ServiceNowTarget) -> dict[str, str]:
+    """Create (or reuse) the contact table, parking queue and ServiceNow secret; return the handler's env."""
+    import boto3
+
+    from voicebridge.template import contact_table_create_kwargs
+
+    dynamodb = boto3.client("dynamodb")
+    try:
+        dynamodb.describe_table(TableName=table)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        dynamodb.create_table(**contact_table_create_kwargs(table_name=table))
+        dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    queue_url = boto3.client("sqs").create_queue(QueueName=REPLAY_QUEUE)["QueueUrl"]
+    secrets = boto3.client("secretsmanager")
+    try:
+        arn = secrets.create_secret(Name=REPLAY_SECRET, SecretString=target.secret_json())["ARN"]
+    except secrets.exceptions.ResourceExistsException:
+        arn = secrets.put_secret_value(SecretId=REPLAY_SECRET, SecretString=target.secret_json())["ARN"]
+    return {
+        "SERVICENOW_URL": target.url,
+        "SERVICENOW_SECRET_ARN": arn,
+        "CONTACT_TABLE": table,
+        "PARKING_QUEUE_URL": queue_url,
+    }
+
+
+def contact_of(record: StreamRecord) -> str:
+    try:
+        event = record.decoded()
+    except ValueError:
+        return record.partition_key
+    contact = event.get("ContactId") if isinstance(event, dict) else None
+    return str(contact) if contact else record.partition_key
+
+
+def replay(records: Sequence[StreamRecord], options: ReplayOptions) -> ReplayReport:
+    """Run the records through the handler and report what happened (ServiceNow keeps running state only while
+    inside this call when the emulator is embedded: use :func:`replay_session` to read it back afterwards)."""
+    with replay_session(records, options) as (report, _target):
+        return report
+
+
+@contextlib.contextmanager
+def replay_session(
+    records: Sequence[StreamRecord], options: ReplayOptions
+) -> Iterator[tuple[ReplayReport, ServiceNowTarget]]:
+    """Like :func:`replay`, but keeps the embedded emulator (and moto) alive until the block ends."""
+    with _servicenow(options.servicenow) as target, _aws(options.table) as table:
+        environment = ensure_resources(table, target)
+        environment.update(
+            POWERTOOLS_SERVICE_NAME="voicebridge",
+            POWERTOOLS_METRICS_NAMESPACE="voicebridge-replay",
+            POWERTOOLS_METRICS_DISABLED="true",
+            CALLER_LOOKUP="none",
+            AGENT_LOOKUP="none",
+            CONNECT_INSTANCE_ALIAS="example",
+            FORWARD_NOTES="true" if options.forward_notes else "false",
+        )
+        environment.update(options.extra_environment)
+        with _environment(environment):
+            report = _drive(records, options, target)
+            yield report, target
+
+
+def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: ServiceNowTarget) -> ReplayReport:
+    from bridge import factory
+    from bridge.handler import lambda_handler
+    from bridge.log import logger
+    from bridge.processor import BatchResult
+
+    factory.reset()
+    logger.setLevel(options.log_level)
+    bridge = factory.get_bridge()
+    contacts: dict[str, ContactSummary] = {}
+    parked: dict[str, int] = {}
+    rejected = 0
+
+    def observe(result: BatchResult) -> None:
+        nonlocal rejected
+        rejected += len(result.rejected)
+        for outcome in result.outcomes:
+            summary = contacts.setdefault(outcome.contact_id, ContactSummary(outcome.contact_id))
+            summary.interaction_id = outcome.interaction_id or summary.interaction_id
+            summary.opened |= outcome.opened
+            summary.sent += outcome.sent
+            summary.notes += outcome.notes_sent
+            summary.duplicates += outcome.duplicates
+            summary.closed |= outcome.closed
+            summary.retries += outcome.retry
+        for item in result.parked:
+            parked[item.reason_class] = parked.get(item.reason_class, 0) + len(item.records)
+            if item.contact_id:
+                contacts.setdefault(item.contact_id, ContactSummary(item.contact_id)).parked += len(item.records)
+
+    bridge.processor.observers.append(observe)
+    progress = _progress_printer(len(records)) if options.progress else None
+    try:
+        if options.historical:
+            delivery = DeliveryReport(records=len(records))
+            for contact_records in _by_contact(records).values():
+                driver = ShardDriver(
+                    contact_records,
+                    lambda event: bridge.process(event["Records"], 60_000, historical=True).response(),
+                    batch_size=len(contact_records),
+                    max_retries=options.max_retries,
+                )
+                part = driver.run()
+                delivery.invocations += part.invocations
+                delivery.redelivered_records += part.redelivered_records
+                delivery.function_errors += part.function_errors
+                delivery.given_up.extend(part.given_up)
+        else:
+            driver = ShardDriver(
+                records,
+                lambda event: lambda_handler(event, ReplayContext()),
+                batch_size=options.batch_size,
+                max_retries=options.max_retries,
+                pace=_pacer(records, options.speed) if options.speed else None,
+                on_batch=progress,
+            )
+            delivery = driver.run()
+    finally:
+        bridge.processor.observers.remove(observe)
+        if progress is not None:
+            sys.stderr.write("\n")
+    factory.reset()
+    return ReplayReport(target, delivery, contacts, sum(parked.values()), parked, rejected)
+
+
+def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]]:
+    groups: dict[str, list[StreamRecord]] = {}
+    for record in records:
+        groups.setdefault(contact_of(record), []).append(record)
+    return groups
+
+
+def _pacer(records: Sequence[StreamRecord], speed: float) -> Any:
+    first = min((r.arrival_timestamp for r in records), default=0.0)
+    started = time.monotonic()
+
+    def pace(batch: Sequence[StreamRecord]) -> None:
+        due = started + (batch[-1].arrival_timestamp - first) / speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    return pace
+
+
+def _progress_printer(total: int) -> Any:
+    def show(report: DeliveryReport, position: int) -> None:
+        sys.stderr.write(
+            f"\rreplay: {position}/{total} records, {report.invocations} invocations, "
+            f"{report.redelivered_records} redelivered"
+        )
+        sys.stderr.flush()
+
+    return show
+
+
+def format_report(report: ReplayReport) -> str:
+    lines = [
+        f"{'contact':<38} {'interaction':<33} {'opened':>6} {'sent':>5} {'notes':>5} {'dups':>5} "
+        f"{'parked':>6} {'closed':>6}"
+    ]
+    for summary in report.contacts.values():
+        lines.append(
+            f"{summary.contact_id[:38]:<38} {(summary.interaction_id or '-'):<33} {_yes(summary.opened):>6} "
+            f"{summary.sent:>5} {summary.notes:>5} {summary.duplicates:>5} {summary.parked:>6} "
+            f"{_yes(summary.closed):>6}"
+        )
+    delivery = report.delivery
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.parked_reasons.items())) or "none"
+    lines.append(
+        f"records {delivery.records} · invocations {delivery.invocations} · redelivered {delivery.redelivered_records}"
+        f" · function errors {delivery.function_errors} · given up {len(delivery.given_up)} · parked "
+        f"{report.parked_records} ({reasons}) · {delivery.wall_seconds:.2f}s"
+    )
+    return "\n".join(lines)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fixtures", nargs="+", metavar="FIXTURE", help="Kinesis event JSON or JSON Lines files")
+    parser.add_argument("--servicenow-url", help="a running emulator or real instance (default: embedded emulator)")
+    parser.add_argument("--user", default=os.environ.get("SERVICENOW_USER", ""), help="basic auth user")
+    parser.add_argument("--password", default=os.environ.get("SERVICENOW_PASSWORD", ""), help="basic auth password")
+    parser.add_argument("--client-id", default="", help="OAuth client id (client credentials grant)")
+    parser.add_argument("--client-secret", default=os.environ.get("SERVICENOW_CLIENT_SECRET", ""))
+    parser.add_argument("--batch-size", type=int, default=100, help="records per invocation (default 100)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="deliver at the records' arrival pace")
+    pace.add_argument("--speed", type=float, help="arrival pace multiplied by X (2 = twice as fast)")
+    parser.add_argument(
+        "--historical",
+        action="store_true",
+        help="send each finished call in one POST /cs/voice-interactions/transcript",
+    )
+    parser.add_argument("--table", help="use this DynamoDB table via the standard AWS configuration")
+    parser.add_argument("--max-retries", type=int, default=5, help="redeliveries of one position before giving up")
+    parser.add_argument("--no-notes", action="store_true", help="do not forward categories and summaries")
+    parser.add_argument("--log-level", default="WARNING", help="the handler's log level (default WARNING)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        records = load_fixtures(args.fixtures)
+    except FixtureError as exc:
+        print(f"voicebridge replay: {exc}", file=sys.stderr)
+        return 2
+    target = None
+    if args.servicenow_url:
+        if not (args.user and args.password) and not (args.client_id and args.client_secret):
+            print(
+                "voicebridge replay: --servicenow-url needs --user/--password or --client-id/--client-secret",
+                file=sys.stderr,
+            )
+            return 2
+        target = ServiceNowTarget(
+            args.servicenow_url.rstrip("/"), args.user, args.password, args.client_id, args.client_secret
+        )
+    options = ReplayOptions(
+        servicenow=target,
+        batch_size=args.batch_size,
+        speed=1.0 if args.realtime else args.speed,
+        historical=args.historical,
+        table=args.table,
+        max_retries=args.max_retries,
+        log_level=args.log_level.upper(),
+        forward_notes=not args.no_notes,
+        progress=sys.stderr.isatty(),
+    )
+    report = replay(records, options)
+    print(format_report(report))
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="voicebridge replay")
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))
