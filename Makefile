@@ -15,7 +15,7 @@ SAM := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint typecheck unit template-check sam-build bench clean
+.PHONY: help install demo test lint unit template-check bench chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ unit: install ## Only the fast unit tests
 
 bench: install ## Benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python -m benchmarks
+
+chaos: install ## Chaos soak: 200 calls x 60 segments under faults, crashes and duplicate deliveries
+	$(BIN)/voicebridge chaos
 
 clean: ## Remove virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

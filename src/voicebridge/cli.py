@@ -1,4 +1,4 @@
-"""The ``voicebridge`` command line: ``emulator``, ``replay``, ``demo`` (more subcommands land with their issues).
+"""The ``voicebridge`` command line: ``emulator``, ``replay``, ``demo``, ``redrive``, ``capture``, ``trace``, ``chaos``.
 
 Each subcommand lives in its own module and is imported only when chosen, so ``voicebridge --help`` stays fast.
 """
@@ -15,6 +15,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("voicebridge.emulator.cli", "serve the ServiceNow Voice Interaction API emulator"),
     "replay": ("voicebridge.replay", "feed fixtures through the real Lambda handler"),
     "demo": ("voicebridge.demo", "replay the recorded demo call and print what ServiceNow stored"),
+    "redrive": ("voicebridge.redrive", "re-feed parked records through the handler after a fix"),
+    "capture": ("voicebridge.capture", "read a Kinesis stream into a replayable JSON Lines fixture"),
+    "trace": ("voicebridge.trace", "one contact's timeline from CloudWatch Logs, its state and parked items"),
+    "chaos": ("voicebridge.chaos", "soak: concurrent synthetic calls under faults, crashes and duplicates"),
 }
 
 
