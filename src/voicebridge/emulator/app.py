@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicebridge.emulator import codec, tableapi, validation
+from voicebridge.emulator import codec, tableapi, validation, web
 from voicebridge.emulator.auth import Authenticator, OAuthError
 from voicebridge.emulator.codec import Format
 from voicebridge.emulator.errors import NO_RECORD, NO_RESOURCE, READ_ERROR, ApiError
@@ -79,7 +79,7 @@ class Response:
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # "cs", "table", "oauth", "control", "none"
+    kind: str  # "cs", "table", "oauth", "control", "web", "none"
     template: str  # for stats, e.g. "POST /cs/voice-interactions/{id}/messages"
     action: str = ""
     params: tuple[str, ...] = ()
@@ -89,6 +89,8 @@ def route(method: str, path: str) -> Route:
     """Resolve a request path (no query string) to a route; unknown paths get kind "none"."""
     if path.startswith("/__emulator/"):
         return Route("control", f"{method} {path}", path[len("/__emulator/") :])
+    if web.matches(path):  # the live transcript view (web.py): no auth, read-only, not counted in stats
+        return Route("web", f"{method} {path}")
     if path == "/oauth_token.do":
         return Route("oauth", f"{method} /oauth_token.do", "token" if method == "POST" else "")
     unmatched = Route("none", f"{method} <unmatched>")
@@ -170,6 +172,9 @@ class App:
             route_info = route(request.method, request.path)
             if route_info.kind == "control":
                 response = self._control(request, route_info.action)
+            elif route_info.kind == "web":
+                reply = web.handle(self.store, request.method, request.path, request.headers)
+                response = Response(reply.status, reply.body, reply.content_type, reply.headers)
             else:
                 response, fault = self._dispatch(request, route_info)
         except Exception:  # an emulator bug must still look like ServiceNow, not a traceback
@@ -179,7 +184,7 @@ class App:
             response.close = True  # the body may not have been read off the socket
         if not response.drop:
             response.headers["X-Transaction-ID"] = transaction_id
-        if route_info.kind != "control":
+        if route_info.kind not in ("control", "web"):
             self.stats.record(route_info.template, None if response.drop else response.status, fault)
         return response
 
