@@ -131,7 +131,14 @@ def _servicenow_url(environ: Mapping[str, str]) -> str:
     # TLS is mandatory for a real instance; plain http only for the local emulator on loopback.
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
         raise ConfigurationError(f"SERVICENOW_URL must be an https:// URL, got {url!r}")
-    if parts.path not in ("", "/") or parts.query:
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if not parts.hostname or not port_ok:
+        raise ConfigurationError(f"SERVICENOW_URL must name a host (https://NAME.service-now.com), got {url!r}")
+    # An empty query or fragment ("...com?" / "...com#") would swallow every path appended to the root.
+    if parts.path not in ("", "/") or "?" in url or "#" in url:
         raise ConfigurationError(
             f"SERVICENOW_URL must be the instance root (https://NAME.service-now.com), got {url!r}"
         )

@@ -15,6 +15,7 @@ from bridge.ports import ParkedItem
 # SQS accepts 256 KiB per message and per batch; stay under with room for the envelope and attributes.
 MAX_BODY_BYTES = 200 * 1024
 MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = 256 * 1024  # the sum of a batch's bodies and attributes
 MAX_ROUNDS = 3
 SCHEMA_VERSION = 1
 
@@ -44,6 +45,27 @@ def message_bodies(item: ParkedItem, parked_at: float) -> list[str]:
     ]
 
 
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    size = len(entry["MessageBody"].encode("utf-8"))
+    for name, attribute in entry["MessageAttributes"].items():
+        size += len(name) + len(attribute["DataType"]) + len(attribute["StringValue"].encode("utf-8"))
+    return size
+
+
+def batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """SendMessageBatch groups: at most 10 entries and 256 KiB in total (ten ~200 KiB parts never fit one)."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        entry_size = _entry_bytes(entry)
+        if not groups or len(groups[-1]) >= MAX_BATCH_ENTRIES or size + entry_size > MAX_BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += entry_size
+    return groups
+
+
 class SqsParking:
     """Implements ``ParkingPort``."""
 
@@ -63,8 +85,7 @@ class SqsParking:
                 {"Id": uuid.uuid4().hex, "MessageBody": body, "MessageAttributes": attributes}
                 for body in message_bodies(item, now)
             )
-        for start in range(0, len(entries), MAX_BATCH_ENTRIES):
-            batch = entries[start : start + MAX_BATCH_ENTRIES]
+        for batch in batches(entries):
             for _ in range(MAX_ROUNDS):
                 batch = self._send(batch)
                 if not batch:

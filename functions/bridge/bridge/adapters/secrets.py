@@ -62,7 +62,8 @@ def _powertools_fetch(secret_id: str, force: bool) -> str:
     try:
         value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force)
     except parameters.exceptions.GetParameterError as exc:
-        cause = exc.__cause__
+        # Powertools re-raises without ``from``: the driver's error is the implicit context, not the cause.
+        cause = exc.__cause__ or exc.__context__
         code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
         if code in {"ThrottlingException", "InternalServiceError"} or isinstance(cause, BotoCoreError):
             raise RetryableError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import re
 import threading
@@ -87,6 +88,8 @@ def _retry_after(response: requests.Response | None) -> float | None:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
+    if math.isnan(seconds):  # "nan" parses as a float; time.sleep(nan) raises ValueError
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
@@ -388,7 +391,9 @@ class ServiceNowClient:
         result = body["result"]
         if sentence:
             text_result = str(result)
-            if "already been processed" in text_result:
+            if "already been processed" in text_result or text_result.lstrip().upper().startswith("ERROR"):
+                # The script API's "ERROR: ..." sentences are validation refusals (closed interaction, processed
+                # transcript): re-sending cannot help. "Exception occurred ..." stays ambiguous below.
                 raise error(ServiceNowRejectedError, text_result[:300])
             if SUCCESS_SENTENCE not in text_result.lower():
                 # The script API reports failure as text in a 200 (maybe applied, maybe not).
