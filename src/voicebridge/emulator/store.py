@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from voicebridge.emulator import tableapi
 from voicebridge.emulator.errors import NO_RECORD, ApiError
@@ -309,6 +310,11 @@ class Store:
                 [*params, -1 if limit is None else limit, offset],
             ).fetchall()
         return [tableapi.to_strings(table, dict(row)) for row in rows], total
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read-only SQL query under the store's lock (the live view's joins; never used to write)."""
+        with self._lock:
+            return list(self._conn.execute(sql, tuple(params)).fetchall())
 
     def rows(self, table: str, sysparm_query: str = "") -> list[dict[str, str]]:
         """Every row of ``table`` matching an encoded query, as the Table API shows them."""

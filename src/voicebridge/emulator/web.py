@@ -96,10 +96,8 @@ def matches(path: str) -> bool:
 
 
 def _read(store: Store, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-    # One read on the store's connection, under its lock (an in-memory database is per connection). Store has
-    # no public SQL entry point and its Table API reads cost two queries; this view needs joins.
-    with store._lock:
-        return list(store._conn.execute(sql, params).fetchall())
+    # One query with joins (the Table API would cost two per list row).
+    return store.read(sql, params)
 
 
 def _json(status: int, payload: Any, if_none_match: str | None = None) -> WebReply:
