@@ -42,6 +42,12 @@ class ContactStorePort(Protocol):
     def save(self, state: ContactState, expected_version: int) -> ContactState: ...
 
 
+class SweepStorePort(ContactStorePort, Protocol):
+    """What the sweeper needs from the contact table: the contact store plus the idle open contacts."""
+
+    def idle_contact_ids(self, idle_before: int, limit: int) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class ContactDetails:
     """What DescribeContact tells us (every field optional: the contact may be young or anonymous)."""

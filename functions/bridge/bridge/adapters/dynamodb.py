@@ -3,6 +3,14 @@
 Item: ``contact_id`` (key), ``status``, ``version`` (optimistic lock), ``interaction_id``, ``conversation_id``,
 ``sent`` (packed 64-bit digests, see models.SentSet), ``pending`` (unconfirmed segment ids with the record that
 carried them), ``close_seq``, ``max_offset``, timestamps, and ``expires_at`` (TTL).
+
+Sparse index ``open-idle`` (for the sweeper, ``bridge.sweeper``): ``open_shard`` (partition) and ``active_bucket``
+(sort, ``updated_at`` floored to ``ACTIVITY_BUCKET_SECONDS``) exist only while the contact is claimed or open (or a
+sweeper close awaits its PATCH), so closed contacts cost the index nothing. Both are derived in :func:`to_item`,
+so they are set and removed by the bridge's one PutItem per contact per batch, never by an extra write. Projection
+KEYS_ONLY and a bucketed sort key: a write changes the index entry only when the contact opens, closes or enters a
+new 5-minute bucket (an index update costs a write only when an indexed or projected attribute changes), so the
+index adds about one index write per open call per 5 minutes instead of one per bridge write.
 """
 
 from __future__ import annotations
@@ -18,9 +26,19 @@ from bridge.errors import (
     ContactStoreUnavailableError,
     PermanentError,
 )
-from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet
+from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet, segment_digest
 
 BATCH_GET_LIMIT = 100
+OPEN_INDEX = "open-idle"
+# A handful of partitions so the index never concentrates every open call's key changes on one partition; the
+# sweeper queries each. Only ever grow it (a smaller value would strand entries in the dropped shards).
+OPEN_INDEX_SHARDS = 4
+ACTIVITY_BUCKET_SECONDS = 300
+# ``close_seq`` of a contact the sweeper marked closed whose PATCH is not confirmed yet (it stays in the index so
+# the next sweep re-sends the idempotent PATCH), and of one it closed. Never a Kinesis sequence number, so the
+# planner never takes a record for the closing one.
+SWEEP_PENDING = "sweeper:pending"
+SWEPT = "sweeper:closed"
 UNAVAILABLE_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -56,6 +74,15 @@ class _PermanentStoreError(ContactStoreError, PermanentError):
     """A request DynamoDB will keep rejecting (ValidationException, item too large)."""
 
 
+def open_shard(contact_id: str) -> str:
+    """The contact's partition of the open index: stable per contact (a digest, not Python's salted hash)."""
+    return str(segment_digest(contact_id) % OPEN_INDEX_SHARDS)
+
+
+def in_open_index(state: ContactState) -> bool:
+    return state.status is not ContactStatus.CLOSED or state.close_sequence_number == SWEEP_PENDING
+
+
 def to_item(state: ContactState) -> dict[str, Any]:
     item: dict[str, Any] = {
         "contact_id": {"S": state.contact_id},
@@ -77,6 +104,10 @@ def to_item(state: ContactState) -> dict[str, Any]:
     ):
         if value:
             item[name] = {"S": value}
+    if in_open_index(state):
+        # Part of the same PutItem: a closed contact's item simply lacks them and leaves the sparse index.
+        item["open_shard"] = {"S": open_shard(state.contact_id)}
+        item["active_bucket"] = {"N": str(state.updated_at // ACTIVITY_BUCKET_SECONDS)}
     return item
 
 
@@ -146,7 +177,8 @@ class DynamoContactStore:
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                self.sleep(min(1.0, 0.05 * 2**round_number))
+                if round_number < self.max_unprocessed_rounds:  # no wait before giving up
+                    self.sleep(min(1.0, 0.05 * 2**round_number))
             else:
                 raise ContactStoreUnavailableError("BatchGetItem: keys still unprocessed after retries (throttled)")
         return states
@@ -168,6 +200,34 @@ class DynamoContactStore:
         saved = state.evolve(version=expected_version + 1)
         self._put(saved, "#version = :expected", {":expected": {"N": str(expected_version)}}, "save")
         return saved
+
+    def idle_contact_ids(self, idle_before: int, limit: int) -> list[str]:
+        """Contacts in the open index whose last activity (``updated_at``) is before ``idle_before`` (epoch s).
+
+        Bucketed, so conservative: an entry is returned only when its whole bucket lies before ``idle_before``.
+        The index is eventually consistent: callers re-read each item (consistently) before acting on it.
+        """
+        cutoff_bucket = idle_before // ACTIVITY_BUCKET_SECONDS
+        found: list[str] = []
+        for shard in range(OPEN_INDEX_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": OPEN_INDEX,
+                "KeyConditionExpression": "open_shard = :shard AND active_bucket < :cutoff",
+                "ExpressionAttributeValues": {":shard": {"S": str(shard)}, ":cutoff": {"N": str(cutoff_bucket)}},
+            }
+            while len(found) < limit:
+                kwargs["Limit"] = limit - len(found)
+                try:
+                    self.calls["Query"] = self.calls.get("Query", 0) + 1
+                    response = self.client.query(**kwargs)
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    raise translate(exc, self.table, "Query") from exc
+                found.extend(item["contact_id"]["S"] for item in response.get("Items", []))
+                if not response.get("LastEvaluatedKey"):
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found[:limit]
 
     def _put(self, state: ContactState, condition: str, values: dict[str, Any], operation: str) -> None:
         kwargs: dict[str, Any] = {"TableName": self.table, "Item": to_item(state), "ConditionExpression": condition}

@@ -1,0 +1,159 @@
+"""The sweeper's real handler over moto (the table and its sparse index, created from template.yaml) and the
+emulator over HTTP, next to the real bridge handler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge import sweeper
+from bridge.adapters.dynamodb import SWEPT, DynamoContactStore
+from bridge.models import ContactState, ContactStatus
+from tests.events_builder import call_events, envelope, lambda_records, transcript
+from tests.functional.conftest import Stack
+from voicebridge.replay import ReplayContext
+
+pytestmark = pytest.mark.functional
+HOUR = 3600
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sweeper() -> Iterator[None]:
+    sweeper.reset()
+    yield
+    sweeper.reset()
+
+
+def store(stack: Stack) -> DynamoContactStore:
+    return DynamoContactStore(boto3.client("dynamodb"), stack.environment["CONTACT_TABLE"])
+
+
+def state(stack: Stack, contact_id: str) -> ContactState:
+    return store(stack).load_many([contact_id])[contact_id]
+
+
+def age(stack: Stack, contact_id: str, seconds: int) -> None:
+    """Pretend the contact's last activity was ``seconds`` ago (a rewrite through the bridge's own PutItem)."""
+    current = state(stack, contact_id)
+    store(stack).save(current.evolve(updated_at=current.updated_at - seconds), expected_version=current.version)
+
+
+def sweep(event: dict[str, Any] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = sweeper.lambda_handler(event or {"detail-type": "Scheduled Event"}, ReplayContext())
+    return result
+
+
+def open_call(stack: Stack, contact_id: str, turns: int = 2) -> None:
+    """A call whose COMPLETED never arrives."""
+    assert stack.invoke(lambda_records(call_events(contact_id, turns, end=""))) == {"batchItemFailures": []}
+    assert stack.interactions(contact_id)[0]["state"] != "closed_complete"
+
+
+def test_idle_open_contact_is_closed_with_the_recording_url_and_a_fresh_one_is_not(stack: Stack) -> None:
+    open_call(stack, "c-idle")
+    open_call(stack, "c-fresh")
+    age(stack, "c-idle", 2 * HOUR)
+
+    assert sweep() == {"mode": "schedule", "candidates": 1, "swept": 1, "conflicts": 0, "errors": 0, "deferred": 0}
+
+    (idle,) = stack.interactions("c-idle")
+    assert idle["state"] == "closed_complete"
+    assert idle["recording_url"] == "https://example.my.connect.aws/contact-trace-records/details/c-idle"
+    assert stack.interactions("c-fresh")[0]["state"] != "closed_complete"
+    assert state(stack, "c-idle").status is ContactStatus.CLOSED
+    assert state(stack, "c-idle").close_sequence_number == SWEPT
+    assert state(stack, "c-fresh").status is ContactStatus.OPEN
+    # the second run finds nothing: the swept contact left the sparse index
+    assert sweep()["candidates"] == 0
+
+
+def test_the_bridge_treats_a_swept_contact_as_closed(stack: Stack) -> None:
+    open_call(stack, "c-late")
+    age(stack, "c-late", 2 * HOUR)
+    sweep()
+
+    late = lambda_records([envelope("c-late", "SEGMENTS", [transcript("late-1")])], first_sequence_number=10**55)
+    assert stack.invoke(late) == {"batchItemFailures": []}
+    (parked,) = stack.parked()
+    assert parked["reason_class"] == "after_close"
+    assert stack.transcript_ids("c-late") == ["c-late-t0000", "c-late-t0001"]
+    # a COMPLETED that finally arrives is a duplicate, not a second close
+    assert stack.invoke(lambda_records([envelope("c-late", "COMPLETED")], first_sequence_number=10**56)) == {
+        "batchItemFailures": []
+    }
+    assert not stack.parked()
+
+
+def test_a_concurrent_bridge_write_wins_the_conditional_write(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_call(stack, "c-race")
+    age(stack, "c-race", 2 * HOUR)
+    wired = sweeper.get_sweeper()
+    real_load = wired.sweeper.store.load_many
+
+    def load_then_bridge_writes(contact_ids: list[str]) -> dict[str, ContactState]:
+        loaded = real_load(contact_ids)
+        # Between the sweeper's read and its write, a new final turn reaches the bridge.
+        more = lambda_records(
+            [envelope("c-race", "SEGMENTS", [transcript("race-1", begin=10_000, end=11_000)])],
+            first_sequence_number=10**55,
+        )
+        assert stack.invoke(more) == {"batchItemFailures": []}
+        return loaded
+
+    monkeypatch.setattr(wired.sweeper.store, "load_many", load_then_bridge_writes)
+
+    result = sweep()
+
+    assert (result["conflicts"], result["swept"]) == (1, 0)
+    assert stack.interactions("c-race")[0]["state"] != "closed_complete"
+    assert stack.transcript_ids("c-race") == ["c-race-t0000", "c-race-t0001", "race-1"]
+    assert state(stack, "c-race").status is ContactStatus.OPEN
+
+
+def test_closed_contacts_are_untouched(stack: Stack) -> None:
+    stack.invoke(lambda_records(call_events("c-done", 1)))
+    before = state(stack, "c-done")
+    age(stack, "c-done", 2 * HOUR)
+    aged = state(stack, "c-done")
+    closed_at = stack.interactions("c-done")[0]["closed_at"]
+    patches = stack.emulator.stats()
+
+    assert sweep()["candidates"] == 0
+
+    assert stack.emulator.stats() == patches  # not a single request to ServiceNow
+    assert state(stack, "c-done") == aged and aged.status is before.status is ContactStatus.CLOSED
+    assert stack.interactions("c-done")[0]["closed_at"] == closed_at
+
+
+def test_claimed_contact_whose_interaction_was_never_created_is_marked_closed(stack: Stack) -> None:
+    store(stack).claim("c-claimed", "inst-1", int(time.time()) - 2 * HOUR)
+
+    result = sweep()
+
+    assert (result["swept"], result["errors"]) == (1, 0)
+    assert stack.interactions("c-claimed") == []
+    assert state(stack, "c-claimed").status is ContactStatus.CLOSED
+
+
+def test_disconnected_event_closes_an_idle_contact_but_not_one_still_talking(stack: Stack) -> None:
+    open_call(stack, "c-hold")
+    open_call(stack, "c-talk")
+    age(stack, "c-hold", 5 * 60)  # silent (on hold) for five minutes, then hung up
+
+    def disconnected(contact_id: str) -> dict[str, Any]:
+        return sweep(
+            {
+                "source": "aws.connect",
+                "detail-type": "Amazon Connect Contact Event",
+                "detail": {"eventType": "DISCONNECTED", "contactId": contact_id, "channel": "VOICE"},
+            }
+        )
+
+    assert disconnected("c-hold")["swept"] == 1
+    assert disconnected("c-talk")["swept"] == 0  # its last segments may still be on their way
+    assert stack.interactions("c-hold")[0]["state"] == "closed_complete"
+    assert stack.interactions("c-talk")[0]["state"] != "closed_complete"
