@@ -506,7 +506,12 @@ def test_xray_statement_is_exactly_the_write_actions(template: dict[str, Any]) -
 def test_contact_table_schema_ttl_pitr_sse(template: dict[str, Any]) -> None:
     table = _resource(template, "ContactTable", "AWS::DynamoDB::Table")
     assert table["KeySchema"] == [{"AttributeName": "contact_id", "KeyType": "HASH"}]
-    assert table["AttributeDefinitions"] == [{"AttributeName": "contact_id", "AttributeType": "S"}]
+    # contact_id keys the table; open_shard/active_bucket only key the sweeper's sparse open-idle index
+    assert table["AttributeDefinitions"] == [
+        {"AttributeName": "contact_id", "AttributeType": "S"},
+        {"AttributeName": "open_shard", "AttributeType": "S"},
+        {"AttributeName": "active_bucket", "AttributeType": "N"},
+    ]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -543,6 +548,13 @@ def test_outputs(template: dict[str, Any]) -> None:
         "ParkingQueueUrl": {"Ref": "ParkingQueue"},
         "StreamFailureQueueUrl": {"Ref": "StreamFailureQueue"},
         "BridgeLogGroupName": {"Ref": "BridgeLogGroup"},
+        "SweeperFunctionName": {"Ref": "SweeperFunction"},
+        "ContactTimelineQueryId": {"Ref": "ContactTimelineQuery"},
+        "OperationsDashboardName": {"Ref": "OperationsDashboard"},
+        "OperationsDashboardUrl": {
+            "Fn::Sub": "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
+            "#dashboards:name=${OperationsDashboard}"
+        },
     }
 
 

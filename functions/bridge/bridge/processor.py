@@ -157,10 +157,13 @@ class BatchProcessor:
         self, events: list[ContactEvent], state: ContactState | None, deadline: float, historical: bool
     ) -> ContactOutcome:
         first = events[0]
+        arrived = first.record.arrival_timestamp
         logger.thread_safe_append_keys(
             contact_id=first.contact_id,
             sequence_number=first.record.sequence_number,
             interaction_id=state.interaction_id if state else None,
+            # How long the contact's first record of this batch waited on the stream (trace's "lag" column).
+            lag_ms=round(max(0.0, self.clock() - arrived) * 1000) if arrived else None,
         )
         try:
             return self.runner.run(events, state, deadline, historical)

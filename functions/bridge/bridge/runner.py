@@ -136,7 +136,7 @@ class ContactRunner:
                     contact_id=plan.contact_id,
                 )
             )
-            logger.warning("segments after close parked", step="plan", records=len(plan.after_close))
+            logger.warning("segments after close parked", step="plan", outcome="parked", records=len(plan.after_close))
         if not plan.writes_state and not plan.reclose:
             logger.info(
                 "nothing new", step="plan", outcome="skipped", duplicates=plan.duplicates, utterances=plan.utterances
@@ -226,6 +226,7 @@ class ContactRunner:
         logger.info(
             "reconciled unconfirmed segments",
             step="reconcile",
+            outcome="reconciled",
             found=len(plan.unconfirmed) - len(missing),
             missing=len(missing),
         )

@@ -29,6 +29,9 @@ def batch_counts(result: BatchResult) -> dict[str, float]:
         "ParkingFailed": sum(len(item.records) for item in result.parking_failed),
         "MalformedSegments": result.invalid_segments,
         "ServiceNowRequests": sum(o.servicenow_requests for o in outcomes),
+        # Contacts whose ServiceNow step failed in this batch after the client's own retries (the alarm's
+        # numerator; the classes are in ContactErrors by error_class).
+        "ServiceNowErrors": sum(1 for o in outcomes if (o.error_class or "").startswith("ServiceNow")),
         "StateWrites": sum(o.state_writes for o in outcomes),
         "LookupFallbacks": sum(len(o.lookup_fallbacks) for o in outcomes),
     }
