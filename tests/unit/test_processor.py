@@ -241,3 +241,77 @@ def test_invalid_caller_number_falls_back() -> None:
     world.process(lambda_records(call_events("a", 1)))
     request = world.servicenow.by_contact("a")[0].request
     assert request.user_id == "anonymous" and request.caller_phone_number is None
+
+
+class LateApply(FakeServiceNow):
+    """ServiceNow that times out on a request and applies it only after the client has read back ``after`` times."""
+
+    def __init__(self, operation: str, after: int) -> None:
+        super().__init__()
+        self.operation, self.after, self.late = operation, after, None
+        self.reads = 0
+
+    def _enter(self, operation: str) -> None:
+        super()._enter(operation)
+        if operation.startswith("find"):
+            self.reads += 1
+            if self.late is not None and self.reads >= self.after:
+                apply, self.late = self.late, None
+                apply()
+
+    def post_messages(self, interaction_id: str, messages: Any) -> str | None:
+        if self.operation == "post_messages" and self.late is None and not self.calls.count("post_messages"):
+            self.calls.append("post_messages")
+            self.late = lambda: self.interactions[interaction_id].messages.extend(messages)
+            self.reads = 0
+            error = ServiceNowAmbiguousError("no complete response (ReadTimeout)")
+            error.timed_out = True
+            raise error
+        return super().post_messages(interaction_id, messages)
+
+    def create_interaction(self, request: Any) -> str:
+        if self.operation == "create_interaction" and "create_interaction" not in self.calls:
+            self.calls.append("create_interaction")
+            self.late = lambda: FakeServiceNow.create_interaction(self, request)
+            self.reads = 0
+            error = ServiceNowAmbiguousError("no complete response (ReadTimeout)")
+            error.timed_out = True
+            raise error
+        return super().create_interaction(request)
+
+
+@pytest.mark.parametrize("operation", ["post_messages", "create_interaction"])
+def test_a_request_applied_after_the_read_timeout_is_waited_for_not_repeated(operation: str) -> None:
+    world = World()
+    world.servicenow = LateApply(operation, after=3)  # lands only on the third read-back
+    sleeps: list[float] = []
+    runner = ContactRunner(
+        world.servicenow,
+        world.store,
+        ContactDirectory(SETTINGS, world.connect),
+        RunnerOptions(settle_seconds=10),
+        sleep=sleeps.append,
+    )
+    world.processor = BatchProcessor(world.store, runner, world.parking)
+    world.deliver(lambda_records(call_events("late", 3)))
+    assert len(world.servicenow.by_contact("late")) == 1
+    assert world.transcript_ids("late") == ["late-t0000", "late-t0001", "late-t0002"]
+    # it waited (growing pauses) for ServiceNow to settle instead of re-sending at once
+    assert sleeps and sleeps[0] == 0.25 and sum(sleeps) < 10
+
+
+def test_settling_gives_up_after_the_settle_window_and_resends() -> None:
+    world = World()
+    world.servicenow = LateApply("post_messages", after=10**6)  # never lands
+    sleeps: list[float] = []
+    runner = ContactRunner(
+        world.servicenow,
+        world.store,
+        ContactDirectory(SETTINGS, world.connect),
+        RunnerOptions(settle_seconds=2),
+        sleep=sleeps.append,
+    )
+    world.processor = BatchProcessor(world.store, runner, world.parking)
+    world.deliver(lambda_records(call_events("never", 2)))
+    assert world.transcript_ids("never") == ["never-t0000", "never-t0001"]  # re-sent once, after settling
+    assert sum(sleeps) == pytest.approx(2.0)

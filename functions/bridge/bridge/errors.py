@@ -94,9 +94,14 @@ class AmbiguousError(RetryableError):
 
 
 class ServiceNowAmbiguousError(ServiceNowError, AmbiguousError):
-    """500, read timeout, connection dropped after sending, truncated or failure-sentence 200."""
+    """500, read timeout, connection dropped after sending, truncated or failure-sentence 200.
+
+    ``timed_out`` marks the one case where ServiceNow may still be working on the request (no response yet): a
+    read-back right away can miss a write that lands a moment later, so callers let the outcome settle first.
+    """
 
     reason_class = "servicenow_ambiguous"
+    timed_out = False
 
 
 class ServiceNowRejectedError(ServiceNowError, PermanentError):

@@ -122,7 +122,11 @@ def build_bridge(settings: Settings) -> Bridge:
         servicenow,
         store,
         ContactDirectory(settings, connect),
-        RunnerOptions(forward_notes=settings.forward_notes, contact_ttl_days=settings.contact_ttl_days),
+        RunnerOptions(
+            forward_notes=settings.forward_notes,
+            contact_ttl_days=settings.contact_ttl_days,
+            settle_seconds=settings.settle_s,
+        ),
     )
     executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="contact")
     return Bridge(settings, BatchProcessor(store, runner, parking, executor), servicenow, store, parking)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from bridge.directory import ContactDirectory
 from bridge.errors import (
@@ -39,6 +40,7 @@ MAX_BYTES_PER_REQUEST = 4 * 1024 * 1024
 # Do not start a ServiceNow step with less time than a connect + read timeout left: let Kinesis redeliver instead.
 MIN_SECONDS_PER_STEP = 3.0
 ALREADY_PROCESSED = "already been processed"
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,6 +73,9 @@ class RunnerOptions:
     forward_notes: bool = True
     contact_ttl_days: int = 7
     historical: bool = False
+    # After a read timeout ServiceNow may still apply the request: how long to keep reading back before concluding
+    # it was not applied (see README "Reliability", the late-apply window).
+    settle_seconds: float = 10.0
 
 
 def chunk_messages(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
@@ -105,6 +110,7 @@ class ContactRunner:
         options: RunnerOptions = RunnerOptions(),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.servicenow = servicenow
         self.store = store
@@ -112,6 +118,7 @@ class ContactRunner:
         self.options = options
         self.clock = clock
         self.monotonic = monotonic
+        self.sleep = sleep
 
     # -- entry point ---------------------------------------------------------------------------------------------
 
@@ -138,7 +145,8 @@ class ContactRunner:
             )
             logger.warning("segments after close parked", step="plan", outcome="parked", records=len(plan.after_close))
         if not plan.writes_state and not plan.reclose:
-            logger.info(
+            # DEBUG: utterance-only batches are the commonest case and would be a line per contact per batch.
+            logger.debug(
                 "nothing new", step="plan", outcome="skipped", duplicates=plan.duplicates, utterances=plan.utterances
             )
             return outcome
@@ -187,8 +195,22 @@ class ContactRunner:
             if request is None:
                 request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
             outcome.servicenow_requests += 1
-            interaction_id = self.servicenow.create_interaction(request)
-            outcome.opened = True
+            try:
+                interaction_id = self.servicenow.create_interaction(request)
+                outcome.opened = True
+            except ServiceNowAmbiguousError as exc:
+                # A timed-out create may still land: wait for it rather than let a redelivery create a second one.
+                found = (
+                    self._settle(
+                        lambda: self._find(self.servicenow.find_interaction, plan.contact_id, outcome), deadline
+                    )
+                    if exc.timed_out
+                    else None
+                )
+                if found is None:
+                    raise
+                interaction_id = found
+                outcome.recovered_interaction = True
         logger.thread_safe_append_keys(interaction_id=interaction_id)
         outcome.interaction_id = interaction_id
         if conversation_id is None:
@@ -292,7 +314,7 @@ class ContactRunner:
             else:
                 for chunk in chunk_messages(to_send):
                     self._check_budget(deadline, "send messages")
-                    self._post_chunk(state, chunk, outcome)
+                    self._post_chunk(state, chunk, outcome, deadline)
                     delivered.extend(chunk)
         except PermanentError:
             # Rejected: un-mark what was not delivered so a redrive after the fix sends it, then park (caller).
@@ -309,9 +331,27 @@ class ContactRunner:
         notes = sum(1 for m in delivered if m.internal)
         outcome.notes_sent += notes
         outcome.sent += len(delivered) - notes
-        logger.info("messages sent", step="send", outcome="sent", count=len(delivered), notes=notes)
+        # DEBUG: the adapter's "servicenow call" line already records this send (step, status, count, transaction).
+        logger.debug("messages sent", step="send", outcome="sent", count=len(delivered), notes=notes)
 
-    def _post_chunk(self, state: ContactState, chunk: Sequence[OutgoingMessage], outcome: ContactOutcome) -> None:
+    def _settle(self, probe: Callable[[], T | None], deadline: float) -> T | None:
+        """Poll ``probe`` with growing pauses until it finds something, ``settle_seconds`` have passed, or the
+        invocation runs short of time; returns what it found, or None."""
+        waited, pause = 0.0, 0.25
+        while True:
+            found = probe()
+            if found or waited >= self.options.settle_seconds:
+                return found
+            pause = min(pause, self.options.settle_seconds - waited)
+            if deadline - self.monotonic() - pause < MIN_SECONDS_PER_STEP:
+                return found
+            self.sleep(pause)
+            waited += pause
+            pause *= 2
+
+    def _post_chunk(
+        self, state: ContactState, chunk: Sequence[OutgoingMessage], outcome: ContactOutcome, deadline: float
+    ) -> None:
         interaction_id = state.interaction_id or ""
         try:
             outcome.servicenow_requests += 1
@@ -327,6 +367,17 @@ class ContactRunner:
             )
             try:
                 missing = self._missing(state, chunk, outcome)
+                if missing and exc.timed_out:
+                    # ServiceNow may still be applying it: re-read until everything shows up or it has settled.
+                    remaining = list(missing)
+
+                    def all_stored() -> bool | None:
+                        nonlocal remaining
+                        remaining = self._missing(state, remaining, outcome)
+                        return True if not remaining else None
+
+                    self._settle(all_stored, deadline)
+                    missing = remaining
             except ServiceNowAmbiguousError:
                 raise exc from None
             outcome.reconciled += len(chunk) - len(missing)
