@@ -55,10 +55,11 @@ class Settings:
     agent_lookup: AgentLookup = AgentLookup.DESCRIBE_USER
     inbound_id: str = ""
     forward_notes: bool = True
-    max_workers: int = 8
+    max_workers: int = 32
     contact_ttl_days: int = 7
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
+    settle_s: float = 10.0
     region: str = "us-east-1"
     xray_sdk: bool = False
 
@@ -185,10 +186,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         agent_lookup=_choice(environ, "AGENT_LOOKUP", AgentLookup, AgentLookup.DESCRIBE_USER),
         inbound_id=environ.get("INBOUND_ID", "").strip(),
         forward_notes=_bool(environ, "FORWARD_NOTES", True),
-        max_workers=_int(environ, "MAX_WORKERS", 8, 1, 64),
+        max_workers=_int(environ, "MAX_WORKERS", 32, 1, 64),
         contact_ttl_days=_int(environ, "CONTACT_TTL_DAYS", 7, 1, 365),
         connect_timeout_s=_float(environ, "SERVICENOW_CONNECT_TIMEOUT", 3.05),
         read_timeout_s=_float(environ, "SERVICENOW_READ_TIMEOUT", 10.0),
+        settle_s=_float(environ, "SERVICENOW_SETTLE_SECONDS", 10.0),
         region=environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1",
         xray_sdk=_bool(environ, "VOICEBRIDGE_XRAY_SDK", False),
     )
