@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from voicebridge.fixtures import StreamRecord, to_json_line
+from voicebridge.timeparse import parse_moment
 
 CONTENT_KEYS = frozenset({"Content", "PartialContent"})
 GET_RECORDS_LIMIT = 10_000
-DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/(.+)$")
 
 
@@ -70,21 +69,10 @@ class CaptureReport:
 
 def parse_time(text: str, now: float) -> float:
     """A point in time: ISO 8601 (naive means UTC), epoch seconds, or a duration back from now (``2h``, ``30m``)."""
-    value = text.strip()
-    match = DURATION_PATTERN.match(value.lower())
-    if match:
-        return now - float(match.group(1)) * SECONDS_PER_UNIT[match.group(2)]
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_moment(text, now)
     except ValueError:
         raise CaptureError(f"{text!r}: expected ISO 8601 (2026-11-27T06:00:00Z), epoch seconds or 2h/30m") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def stream_name_and_region(stream: str) -> tuple[str, str | None]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from voicebridge.timeparse import parse_moment
+
 # The one copy of the query (template.yaml's ContactTimelineQuery holds the same text; a test asserts it).
 # CONTACT_ID is the placeholder an operator replaces in the console; `voicebridge trace` substitutes it.
 CONTACT_ID_PLACEHOLDER = "CONTACT_ID"
@@ -41,8 +43,6 @@ CONTACT_TIMELINE_QUERY = (
 QUERY_LIMIT = 10_000
 TERMINAL_STATUSES = frozenset({"Complete", "Failed", "Cancelled", "Timeout", "Unknown"})
 CONTACT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}$")
-DURATION_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 # Stack outputs (template.yaml) and, as a fallback, the logical ids of the resources behind them.
 STACK_OUTPUTS = {"log_group": "BridgeLogGroupName", "table": "ContactTableName", "queue_url": "ParkingQueueUrl"}
@@ -94,21 +94,10 @@ def timeline_query(contact_id: str) -> str:
 def parse_since(text: str, now: float) -> float:
     """``--since``: a duration back from now (``90s``, ``30m``, ``24h``, ``7d``, ``2w``), an ISO 8601 time
     (naive means UTC) or epoch seconds. Returns epoch seconds."""
-    value = text.strip()
-    match = DURATION_PATTERN.match(value.lower())
-    if match:
-        return now - float(match.group(1)) * SECONDS_PER_UNIT[match.group(2)]
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_moment(text, now)
     except ValueError:
         raise TraceError(f"--since {text!r}: expected a duration (24h, 30m, 7d), an ISO 8601 time or epoch") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def resolve_stack(cloudformation: Any, stack: str) -> Targets:
