@@ -79,7 +79,9 @@ def stack(monkeypatch: pytest.MonkeyPatch, emulator_options: EmulatorOptions) ->
     with start_emulator(emulator_options) as emulator, mock_aws():
         target = ServiceNowTarget(emulator.url, emulator_options.user, emulator_options.password)
         environment = ensure_resources("contacts", target)
+        # SERVICENOW_SETTLE_SECONDS 2: the scripted late applies in these tests land within 1.5 s (default 10 s).
         environment.update(
+            SERVICENOW_SETTLE_SECONDS="2",
             CALLER_LOOKUP="none",
             AGENT_LOOKUP="none",
             CONNECT_INSTANCE_ALIAS="example",

@@ -40,7 +40,14 @@ class World:
         self.store = FakeContactStore()
         self.parking = FakeParking()
         self.connect = connect or FakeConnect(ContactDetails("+14155550100", "agent-1"), usernames={"agent-1": "beth"})
-        runner = ContactRunner(self.servicenow, self.store, ContactDirectory(SETTINGS, self.connect), RunnerOptions())
+        # No real sleeping: settling after a crash is counted in pauses taken, not waited out in wall time.
+        runner = ContactRunner(
+            self.servicenow,
+            self.store,
+            ContactDirectory(SETTINGS, self.connect),
+            RunnerOptions(),
+            sleep=lambda seconds: None,
+        )
         self.processor = BatchProcessor(self.store, runner, self.parking)
 
     def process(self, records: list[dict[str, Any]]) -> BatchResult:

@@ -126,6 +126,7 @@ def build_bridge(settings: Settings) -> Bridge:
             forward_notes=settings.forward_notes,
             contact_ttl_days=settings.contact_ttl_days,
             settle_seconds=settings.settle_s,
+            late_apply_seconds=settings.read_timeout_s + settings.settle_s,
         ),
     )
     executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="contact")

@@ -19,6 +19,7 @@ from bridge.errors import (
     ServiceNowAmbiguousError,
     ServiceNowReadForbiddenError,
     ServiceNowRejectedError,
+    ServiceNowUnavailableError,
     TimeBudgetExceededError,
 )
 from bridge.log import logger
@@ -76,6 +77,8 @@ class RunnerOptions:
     # After a read timeout ServiceNow may still apply the request: how long to keep reading back before concluding
     # it was not applied (see README "Reliability", the late-apply window).
     settle_seconds: float = 10.0
+    # Read timeout + settle: how long after a send its request may still land in ServiceNow.
+    late_apply_seconds: float = 20.0
 
 
 def chunk_messages(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
@@ -243,6 +246,10 @@ class ContactRunner:
             return []
         self._check_budget(deadline, "reconcile")
         missing = self._missing(state, plan.unconfirmed, outcome)
+        if missing and self.clock() - state.updated_at < self.options.late_apply_seconds:
+            # Definite failures un-mark their segments (see _send), so a pending segment means the previous attempt
+            # died or got an ambiguous answer. If that was recent, its POST may still be landing: let it settle.
+            missing = self._missing_once_settled(state, missing, outcome, deadline)
         outcome.reconciled += len(plan.unconfirmed) - len(missing)
         outcome.resent += len(missing)
         logger.info(
@@ -253,6 +260,21 @@ class ContactRunner:
             missing=len(missing),
         )
         return missing
+
+    def _missing_once_settled(
+        self, state: ContactState, missing: list[OutgoingMessage], outcome: ContactOutcome, deadline: float
+    ) -> list[OutgoingMessage]:
+        """Keep reading back ``missing`` (with growing pauses, see ``_settle``) until ServiceNow has them all or the
+        settle time has passed; returns what is still missing then."""
+        remaining = list(missing)
+
+        def all_stored() -> bool | None:
+            nonlocal remaining
+            remaining = self._missing(state, remaining, outcome)
+            return True if not remaining else None
+
+        self._settle(all_stored, deadline)
+        return remaining
 
     def _missing(
         self, state: ContactState, messages: Sequence[OutgoingMessage], outcome: ContactOutcome
@@ -316,8 +338,9 @@ class ContactRunner:
                     self._check_budget(deadline, "send messages")
                     self._post_chunk(state, chunk, outcome, deadline)
                     delivered.extend(chunk)
-        except PermanentError:
-            # Rejected: un-mark what was not delivered so a redrive after the fix sends it, then park (caller).
+        except (PermanentError, ServiceNowUnavailableError, TimeBudgetExceededError):
+            # Rejected (parked by the caller), or provably not applied (retried later): un-mark what was not
+            # delivered, so a redrive or redelivery sends it as new instead of waiting for it to settle.
             undelivered = [m.id for m in to_send if m not in delivered]
             reverted = state.evolve(
                 sent=state.sent.without_ids(undelivered),
@@ -369,15 +392,7 @@ class ContactRunner:
                 missing = self._missing(state, chunk, outcome)
                 if missing and exc.timed_out:
                     # ServiceNow may still be applying it: re-read until everything shows up or it has settled.
-                    remaining = list(missing)
-
-                    def all_stored() -> bool | None:
-                        nonlocal remaining
-                        remaining = self._missing(state, remaining, outcome)
-                        return True if not remaining else None
-
-                    self._settle(all_stored, deadline)
-                    missing = remaining
+                    missing = self._missing_once_settled(state, missing, outcome, deadline)
             except ServiceNowAmbiguousError:
                 raise exc from None
             outcome.reconciled += len(chunk) - len(missing)
