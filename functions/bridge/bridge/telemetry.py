@@ -58,12 +58,15 @@ def publish(metrics: Any, result: BatchResult, duration_ms: float) -> None:
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+    # Disabled (replay, tests, the soak): add nothing. log_metrics then never flushes, values pile up across
+    # invocations, and Powertools auto-flushes (prints) them at 100 per metric regardless of the switch; single_metric
+    # prints regardless too.
+    if is_metrics_disabled():
+        return
     for name, value in batch_counts(result).items():
         unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
         metrics.add_metric(name=name, unit=unit, value=value)
     metrics.add_metric(name="BatchDurationMs", unit=MetricUnit.Milliseconds, value=round(duration_ms, 1))
-    if is_metrics_disabled():  # single_metric prints even when metrics are disabled (replay, tests)
-        return
     namespace = metrics.namespace
     for reason, count in parked_by_reason(result).items():
         with single_metric(
