@@ -95,6 +95,8 @@ class ContactDirectory:
         except RetryableError:
             raise
         except ConnectLookupError as exc:
-            logger.warning("connect lookup fell back", operation=operation, error=str(exc))
+            logger.warning(
+                "connect lookup fell back", step="lookup", outcome="fallback", operation=operation, error=str(exc)
+            )
             fallbacks.append(operation)
             return default

@@ -351,6 +351,8 @@ class ServiceNowClient:
             if response is None:
                 logger.warning(
                     "servicenow call failed",
+                    step=OPERATION_STEPS.get(operation, operation),
+                    outcome="no response",
                     operation=operation,
                     method=method,
                     attempt=attempt,
