@@ -1,17 +1,22 @@
 """``make bench``: every figure of issue 5 in one table (``--quick`` for a fast, noisier run).
 
-.venv/bin/python -m benchmarks [--quick] [--workers 64] [--no-profile]
+.venv/bin/python -m benchmarks [--quick] [--workers 32] [--window 0] [--no-profile] [--results benchmarks/RESULTS.md]
+
+Load runs use the template's defaults (MAX_WORKERS 32, MaximumBatchingWindowInSeconds 0) and run twice: with AWS
+in moto, and moto-free (DynamoDB = the real boto3 client on an in-process wire, 5 ms per call; see loadgen).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import math
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 from benchmarks import coldimport, counts, cpu, loadgen
 from benchmarks.fakeworld import quiet_logs
@@ -60,8 +65,10 @@ def verdict(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="shorter runs (~1.5 min), noisier figures")
-    parser.add_argument("--workers", type=int, default=64, help="MAX_WORKERS for the lag runs (default 64)")
+    parser.add_argument("--workers", type=int, default=32, help="MAX_WORKERS for the load runs (template: 32)")
+    parser.add_argument("--window", type=float, default=0.0, help="batching window (s) for the lag runs (template: 0)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles of missed goals")
+    parser.add_argument("--results", type=Path, help="also write the printed report to this Markdown file")
     args = parser.parse_args(argv)
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF blobs on stdout
     quiet_logs()
@@ -97,62 +104,65 @@ def main(argv: list[str] | None = None) -> int:
         real["BatchGetItem"] == 1 and real["PutItem"] <= real["contacts"],
     )
 
-    progress("handler CPU over fakes")
-    figures = cpu.run(runs=3 if quick else 5)
-    cpu_ok = figures.ours_us <= 50 and figures.ratio <= 0.1
-    row(
-        "handler CPU / transcript, network excluded (fakes, 50 calls, batches of 100)",
-        f"{figures.ours_us:.0f} us vs naive {figures.naive_us:.0f} us ({figures.ratio:.2f}x)",
-        "<= 50 us and <= 1/10 of naive",
-        cpu_ok,
-    )
-    if not cpu_ok:
-        missed.append("cpu")
+    progress("handler CPU (fakes; real clients on a stubbed wire)")
+    cpu_figures = cpu.run(runs=3 if quick else 5, wire_runs=1 if quick else 3)
+    for figures in cpu_figures:
+        label = cpu.VARIANT_LABELS[figures.variant]
+        row(
+            f"handler CPU / transcript, network excluded ({label}; {figures.workload}, batches of 100, "
+            f"{figures.transcripts} transcripts)",
+            f"{figures.ours_us:.0f} us vs naive {figures.naive_us:.0f} us ({figures.ratio:.2f}x)",
+            "<= 50 us and <= 1/10 of naive",
+            figures.met,
+        )
+        if not figures.met:
+            missed.append(f"cpu-{figures.variant}")
+
+    def aws_label(aws: str) -> str:
+        return "DynamoDB in moto" if aws == "moto" else "moto-free: boto3 on in-process wire, DynamoDB 5 ms/call"
 
     progress("sustained throughput (backlog)")
     seconds = 5.0 if quick else 10.0
-    best: loadgen.LoadResult | None = None
-    for workers in (8, 64) if quick else (8, 16, 32, 64):
-        result = loadgen.measure("backlog", 300, seconds, workers)
+    workers = args.workers
+    plans = [
+        (300, 100, workers, "moto"),
+        (300, 100, workers, "wire"),
+        (1000, 500, workers, "wire"),
+        (1000, 500, 64, "wire"),
+    ]
+    for calls, batch_size, pool, aws in plans:
+        result = loadgen.measure("backlog", calls, seconds, pool, batch_size=batch_size, aws=aws)
         notes.append(result.summary())
         progress(result.summary())
-        if best is None or result.segments_per_s > best.segments_per_s:
-            best = result
-    assert best is not None
-    fake = loadgen.measure("backlog", 300, seconds, 64, store="fake")
-    notes.append(fake.summary())
-    progress(fake.summary())
-    big = loadgen.measure("backlog", 1000, seconds, 64, batch_size=500)
-    notes.append(big.summary())
-    progress(big.summary())
-    for label, result in (("DynamoDB in moto", best), ("DynamoDB fake 5 ms/call", fake), ("DynamoDB in moto", big)):
         row(
-            f"segments/s, one instance, 100 ms ServiceNow, backlog {result.calls} calls, batch {result.batch_size}, "
-            f"MAX_WORKERS {result.workers} ({label})",
+            f"segments/s, one instance, 100 ms ServiceNow, backlog {calls} calls, batch {batch_size}, "
+            f"MAX_WORKERS {pool} ({aws_label(aws)})",
             f"{result.segments_per_s:.0f} segments/s ({result.transcripts_per_s:.0f} transcripts/s)",
             ">= 1000",
             result.segments_per_s >= 1000,
         )
         if result.segments_per_s < 1000:
-            missed.append("throughput")
+            missed.append(f"throughput-{aws}")
 
     progress("lag (real time)")
     lag_seconds = 8.0 if quick else 15.0
-    for calls in (300, 1000):
-        for store in ("moto", "fake"):
-            result = loadgen.measure("realtime", calls, lag_seconds, args.workers, store=store)
-            notes.append(result.summary())
-            progress(result.summary())
-            label = "DynamoDB in moto" if store == "moto" else "DynamoDB fake 5 ms/call"
-            p99 = result.lag(0.99)
-            row(
-                f"segment lag p50/p99, {calls} calls, 100 ms, window 1 s, MAX_WORKERS {args.workers} ({label})",
-                f"{result.lag(0.5):.2f} s / {p99:.2f} s ({len(result.lags_s)} transcripts)",
-                "p99 <= 1 s",
-                not math.isnan(p99) and p99 <= 1.0,
-            )
-            if math.isnan(p99) or p99 > 1.0:
-                missed.append(f"lag-{store}")
+    lag_plans = [(calls, workers, aws) for calls in (300, 1000) for aws in ("moto", "wire")]
+    if workers < 64:
+        lag_plans.append((1000, 64, "wire"))  # the pool's cap: what one shard of 1000 calls needs at BatchSize 100
+    for calls, pool, aws in lag_plans:
+        result = loadgen.measure("realtime", calls, lag_seconds, pool, aws=aws, window_s=args.window)
+        notes.append(result.summary())
+        progress(result.summary())
+        p99 = result.lag(0.99)
+        row(
+            f"segment lag p50/p99, {calls} calls, 100 ms, batch 100, window {args.window:g} s, MAX_WORKERS {pool} "
+            f"({aws_label(aws)})",
+            f"{result.lag(0.5):.2f} s / {p99:.2f} s ({len(result.lags_s)} transcripts)",
+            "p99 <= 1 s",
+            not math.isnan(p99) and p99 <= 1.0,
+        )
+        if math.isnan(p99) or p99 > 1.0:
+            missed.append(f"lag-{aws}")
 
     progress("cold import")
     imports = coldimport.run(runs=7)
@@ -174,27 +184,69 @@ def main(argv: list[str] | None = None) -> int:
         None,
     )
 
-    print(machine_line())
-    print(f"make bench{' --quick' if quick else ''}: medians of {figures.runs} runs (CPU), 7 runs (import); load runs")
-    print("are single runs whose percentiles pool every transcript; ServiceNow = emulator in its own process.")
+    out = io.StringIO()
+
+    def say(text: str = "") -> None:
+        print(text)
+        out.write(text + "\n")
+
+    command = "make bench" + (" --quick" if quick else "")
+    say(machine_line())
+    say(
+        f"{command}: CPU = medians of {cpu_figures[0].runs} runs (fakes) / {cpu_figures[-1].runs} (wire, 50 calls); "
+        "import = medians of 7 runs;"
+    )
+    say("load runs are single runs whose percentiles pool every transcript; ServiceNow = emulator in its own process.")
     widths = [max(len(r[i]) for r in rows + [("figure", "measured", "goal", "")]) for i in range(4)]
     header = ("figure", "measured", "goal", "")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    say("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    say("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    print("\nload runs:")
+        say("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    limits = {
+        "requests": "requests (realistic): the floor is one POST per touched contact per batch; this window has 60 "
+        "transcripts + 5 notes over 5 contacts, so 5/65 = 1/13 is that floor (the dense window meets 1/20).",
+        "cpu-fakes": "CPU (fakes): naive's per-segment requests cost nothing over fakes, so the ratio is not a goal "
+        "test; ours pays per-contact fixed costs (plan, pool task, state evolve, a log line per request).",
+        "cpu-wire": "CPU (real clients): one PutItem (botocore: validate, serialize, SigV4, parse) and one POST "
+        "(requests) per contact per batch; at 50 calls a contact has ~1 transcript per batch, so per-contact "
+        "costs are paid per transcript (profile below).",
+        "throughput-moto": "throughput (moto rows): moto's in-process CPU (GIL) on top of the waves below.",
+        "throughput-wire": "throughput: each invocation takes ~ceil(contacts in batch / MAX_WORKERS) x (ServiceNow "
+        "RTT + DynamoDB) wall: latency-bound waves (backlog records are ~1 per contact per batch).",
+        "lag-moto": "lag (moto): moto's server-side CPU shares the GIL with the handler and stretches each invocation.",
+        "lag-wire": "lag (moto-free): at BatchSize 100 an invocation drains ~100 records per ~3 waves of 100 ms, "
+        "about the arrival rate of 1000 calls: MAX_WORKERS 64 (row above) or ParallelizationFactor 2 keeps up.",
+    }
+    seen = [key for key in limits if any(m == key for m in missed)]
+    if seen:
+        say("\nwhat limits the goals not met:")
+        for key in seen:
+            say("  - " + limits[key])
+    say("\nload runs:")
     for note in notes:
-        print("  " + note)
+        say("  " + note)
     if missed and not args.no_profile:
-        print("\nprofiles (cProfile, top 10 by cumulative time) for the goals not met:")
-        if "cpu" in missed:
-            print("-- handler CPU over fakes (one thread):")
-            print(cpu.profile_ours())
-        if "throughput" in missed or "lag-moto" in missed:
-            print("-- backlog through the real handler with moto (contacts inline, one thread):")
-            print(loadgen.profile_backlog(300, 5.0))
-    print(f"total {time.perf_counter() - began:.0f} s")
+        progress("profiles")
+        say("\nprofiles (cProfile: top 10 by own time, then CPU by component) for the goals not met:")
+        if any(m.startswith("cpu") for m in missed):
+            say("-- handler CPU, real clients on a stubbed wire, 50 calls (one thread):")
+            say(cpu.profile("50 calls", "wire"))
+        if any(m.startswith(("throughput", "lag")) for m in missed):
+            # ServiceNow latency 0: the load runs wait on the network; the profile shows what costs CPU per contact.
+            say("-- backlog through the real handler, moto-free, emulator latency 0 (contacts inline, one thread):")
+            say(loadgen.profile_backlog(300, 5.0, latency_ms=0.0, aws="wire"))
+        if "throughput-moto" in missed or "lag-moto" in missed:
+            say("-- the same with AWS in moto:")
+            say(loadgen.profile_backlog(300, 5.0, latency_ms=0.0, aws="moto"))
+    say(f"total {time.perf_counter() - began:.0f} s")
+    if args.results:
+        args.results.write_text(
+            "# `make bench` results\n\n"
+            f"Command: `{command}` (`.venv/bin/python -m benchmarks{' --quick' if quick else ''} "
+            f"--results {args.results}`), "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}. Goals: issue 5.\n\n```\n" + out.getvalue() + "```\n"
+        )
     return 0
 
 

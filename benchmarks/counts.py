@@ -4,6 +4,7 @@ A 100-record batch over 5 live calls: the calls' earlier records are delivered f
 the window is delivered as one batch and counted. Two inputs:
 - ``realistic``: the synthetic cadence (``synthesize_call``), where many records carry only utterances;
 - ``dense``: every record of the window carries one final transcript (plus its utterances), the upper end.
+Records carry wall-clock arrival timestamps (delivery time), so the bridge's ``lag_ms`` stays meaningful.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmarks.fakeworld import FakeWorld, NaiveWorld
-from benchmarks.workload import live_window
+from benchmarks.workload import live_window, stamped
 from voicebridge.fixtures import FIRST_SEQUENCE_NUMBER, SEQUENCE_STEP, build_records, kinesis_event
 from voicebridge.synth import synthesize_call
 
@@ -46,7 +47,7 @@ def _contact(record: dict[str, Any]) -> str:
 def realistic_window(calls: int = 5, size: int = 100) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records before the window, the window): every call live throughout the window."""
     stream, start = live_window(calls, size)
-    return list(stream.records[:start]), list(stream.records[start : start + size])
+    return stamped(stream.records[:start]), stamped(stream.records[start : start + size])
 
 
 def dense_window(calls: int = 5, size: int = 100) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -65,7 +66,7 @@ def dense_window(calls: int = 5, size: int = 100) -> tuple[list[dict[str, Any]],
                     records.append({**event, "Segments": [*utterances, segment]})
         per_call.append(records)
     window = [per_call[index % calls][index // calls] for index in range(size)]
-    stream = kinesis_event(build_records(started + window))["Records"]
+    stream = stamped(kinesis_event(build_records(started + window))["Records"])
     return stream[:calls], stream[calls:]
 
 

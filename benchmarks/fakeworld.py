@@ -69,3 +69,51 @@ def quiet_logs() -> None:
     handler = logger.registered_handler
     if isinstance(handler, __import__("logging").StreamHandler):
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+
+
+@dataclass
+class WireWorld:
+    """The same BatchProcessor + ContactRunner over the real adapters on a stubbed wire (benchmarks.wire)."""
+
+    max_workers: int = 8
+
+    def __post_init__(self) -> None:
+        from benchmarks.wire import CannedServiceNow, DynamoWire, contact_store, servicenow_client
+
+        self.transport = CannedServiceNow()
+        self.wire = DynamoWire()
+        self.servicenow = servicenow_client(self.transport, pool_size=self.max_workers)
+        self.store = contact_store(self.wire)
+        runner = ContactRunner(self.servicenow, self.store, ContactDirectory(SETTINGS, FakeConnect()), RunnerOptions())
+        executor = ThreadPoolExecutor(self.max_workers) if self.max_workers > 1 else None
+        self.processor = BatchProcessor(self.store, runner, FakeParking(), executor)
+
+    def process(self, records: list[dict[str, Any]]) -> BatchResult:
+        return self.processor.process(records, deadline=time.monotonic() + 60)
+
+    def close(self) -> None:
+        if isinstance(self.processor.executor, ThreadPoolExecutor):
+            self.processor.executor.shutdown()
+
+    @property
+    def stub_cpu_s(self) -> float:
+        return self.transport.cpu_s + self.wire.cpu_s
+
+
+@dataclass
+class NaiveWireWorld:
+    """The naive baseline's per-segment requests through the same real clients on the same stubbed wire."""
+
+    def __post_init__(self) -> None:
+        from benchmarks.wire import CannedServiceNow, DynamoWire, contact_store, servicenow_client
+
+        self.transport = CannedServiceNow()
+        self.wire = DynamoWire()
+        self.bridge = NaiveBridge(servicenow_client(self.transport, pool_size=1), contact_store(self.wire))
+
+    def process(self, records: list[dict[str, Any]]) -> None:
+        self.bridge.process(records)
+
+    @property
+    def stub_cpu_s(self) -> float:
+        return self.transport.cpu_s + self.wire.cpu_s

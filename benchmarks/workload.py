@@ -6,6 +6,7 @@ Every stream is deterministic by seed. Times are virtual seconds; the load gener
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -129,3 +130,15 @@ def _renumber(records: tuple[dict[str, Any], ...]) -> None:
 
 def batches(records: tuple[dict[str, Any], ...] | list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
     return [list(records[start : start + size]) for start in range(0, len(records), size)]
+
+
+def stamped(
+    records: tuple[dict[str, Any], ...] | list[dict[str, Any]], at: float | None = None
+) -> list[dict[str, Any]]:
+    """Copies of ``records`` whose ``approximateArrivalTimestamp`` is a real wall-clock time (``at``, default now).
+
+    The streams above carry virtual seconds (0 = the first call's start), which the bridge would read as 1970 and
+    log as epoch-sized ``lag_ms`` / ``SegmentLag``: stamp records when they "arrive" in the simulated stream.
+    """
+    when = time.time() if at is None else at
+    return [dict(record, kinesis=dict(record["kinesis"], approximateArrivalTimestamp=when)) for record in records]

@@ -41,3 +41,27 @@ def test_real_handler_batch_read_once_and_write_once_per_touched_contact(stack: 
     assert store.calls["BatchGetItem"] - calls["BatchGetItem"] == 1
     assert store.calls["PutItem"] - calls["PutItem"] <= 5
     assert stack.emulator.stats()["total"] - requests_before == 5
+
+
+def test_real_clients_on_the_stubbed_wire_make_the_same_calls() -> None:
+    """benchmarks.wire (the CPU benchmark's "real clients, stubbed wire") answers like ServiceNow and DynamoDB:
+    ours and naive make exactly the calls counted over the fakes, through the real adapters."""
+    from benchmarks.fakeworld import NaiveWireWorld, WireWorld
+
+    before, window = realistic_window(calls=5, size=100)
+    expected = measure(before, window)
+    ours, naive = WireWorld(max_workers=4), NaiveWireWorld()
+    try:
+        ours.process(before)
+        naive.process(before)
+        requests_before, calls_before = ours.transport.requests, dict(ours.wire.calls)
+        naive_before = naive.transport.requests
+        result = ours.process(window)
+        naive.process(window)
+    finally:
+        ours.close()
+    assert result.response() == {"batchItemFailures": []}
+    assert ours.transport.requests - requests_before == expected.ours_requests == 5
+    assert ours.wire.calls["BatchGetItem"] - calls_before["BatchGetItem"] == 1
+    assert ours.wire.calls["PutItem"] - calls_before["PutItem"] == expected.ours_writes
+    assert naive.transport.requests - naive_before == expected.naive_requests
