@@ -109,7 +109,9 @@ class NaiveWireWorld:
 
         self.transport = CannedServiceNow()
         self.wire = DynamoWire()
-        self.bridge = NaiveBridge(servicenow_client(self.transport, pool_size=1), contact_store(self.wire))
+        self.bridge = NaiveBridge(
+            servicenow_client(self.transport, pool_size=1), contact_store(self.wire, production_options=False)
+        )
 
     def process(self, records: list[dict[str, Any]]) -> None:
         self.bridge.process(records)

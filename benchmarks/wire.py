@@ -181,17 +181,22 @@ class DynamoWire:
         return 200, {}
 
 
-def dynamodb_client(wire: DynamoWire) -> Any:
-    """A real boto3 DynamoDB client (same config as ``bridge.factory``) whose sends ``wire`` answers."""
+def dynamodb_client(wire: DynamoWire, production_options: bool = True) -> Any:
+    """A real boto3 DynamoDB client whose sends ``wire`` answers: the bridge's config (``bridge.factory``), or for
+    the naive baseline botocore's defaults (``production_options=False``)."""
     import boto3
     from botocore.config import Config
 
+    from bridge.factory import DYNAMODB_CLIENT_OPTIONS
+
     session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    if production_options:
+        config = config.merge(Config(**DYNAMODB_CLIENT_OPTIONS))
     client = session.client("dynamodb", config=config)
     client.meta.events.register_first("before-send.dynamodb", wire)
     return client
 
 
-def contact_store(wire: DynamoWire | None = None) -> DynamoContactStore:
-    return DynamoContactStore(dynamodb_client(wire or DynamoWire()), TABLE)
+def contact_store(wire: DynamoWire | None = None, production_options: bool = True) -> DynamoContactStore:
+    return DynamoContactStore(dynamodb_client(wire or DynamoWire(), production_options), TABLE)
