@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import Stream, batches, stamped, steady
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources
+from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, environment_overlay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,20 +108,6 @@ def emulator_process(latency_ms: float) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def use_store(bridge: Any, store: Any) -> None:
     bridge.store = bridge.processor.store = bridge.processor.runner.store = store
 
@@ -189,7 +175,7 @@ def harness(
         if url is None:
             url = stack.enter_context(emulator_process(latency_ms))
         stack.enter_context(
-            _environment(
+            environment_overlay(
                 {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
             )
         )
@@ -216,7 +202,7 @@ def harness(
             CONNECT_INSTANCE_ALIAS="example",
             MAX_WORKERS=str(workers),
         )
-        stack.enter_context(_environment(environment))
+        stack.enter_context(environment_overlay(environment))
         factory.reset()
         stack.callback(factory.reset)
         subject = Harness(workers)

@@ -567,7 +567,7 @@ def _captured_logs(level: str) -> Iterator[io.StringIO]:
 def run_soak(options: SoakOptions) -> SoakReport:
     """Run the soak in process (moto, embedded emulator) and compare ServiceNow's final state with the calls."""
     from voicebridge.emulator import EmulatorOptions, start_emulator
-    from voicebridge.replay import ServiceNowTarget, _aws, _environment, ensure_resources
+    from voicebridge.replay import ServiceNowTarget, aws_resources, ensure_resources, environment_overlay
 
     started = time.monotonic()
     report = SoakReport(options)
@@ -589,7 +589,7 @@ def run_soak(options: SoakOptions) -> SoakReport:
     # Whatever else the handler prints goes here too: Powertools flushes EMF metrics to stdout once a metric holds
     # 100 values even with POWERTOOLS_METRICS_DISABLED (cloudwatch.py add_metric), which would garble --json.
     emitted = io.StringIO()
-    with start_emulator(emulator_options) as emulator, _aws(None) as table:
+    with start_emulator(emulator_options) as emulator, aws_resources(None) as table:
         target = ServiceNowTarget(emulator.url, emulator_options.user, emulator_options.password)
         environment = ensure_resources(table, target)
         # The environment replay gives the handler, plus the soak's timeout and pool size.
@@ -607,7 +607,7 @@ def run_soak(options: SoakOptions) -> SoakReport:
         if options.max_workers is not None:
             environment["MAX_WORKERS"] = str(options.max_workers)
         with (
-            _environment(environment),
+            environment_overlay(environment),
             _captured_logs(options.log_level) as logs,
             warnings.catch_warnings(),
             contextlib.redirect_stdout(emitted),

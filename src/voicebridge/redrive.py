@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebridge.fixtures import StreamRecord
-from voicebridge.replay import ReplayContext, ServiceNowTarget, _environment, ensure_resources
+from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, environment_overlay
 from voicebridge.shard import ShardDriver
 
 NO_CONTACT = "-"  # records parked without a contact id (undecodable, invalid JSON...)
@@ -322,7 +322,7 @@ def _handler_environment(args: argparse.Namespace) -> Iterator[str]:
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
     }
     if not args.servicenow_url:
-        with _environment(quiet):
+        with environment_overlay(quiet):
             yield args.queue_url or os.environ.get("PARKING_QUEUE_URL", "")
         return
     target = ServiceNowTarget(
@@ -330,7 +330,7 @@ def _handler_environment(args: argparse.Namespace) -> Iterator[str]:
     )
     environment = ensure_resources(args.table, target)
     environment.update(quiet, CALLER_LOOKUP="none", AGENT_LOOKUP="none", CONNECT_INSTANCE_ALIAS="example")
-    with _environment(environment):
+    with environment_overlay(environment):
         yield args.queue_url or environment["PARKING_QUEUE_URL"]
 
 

@@ -106,7 +106,8 @@ class ReplayContext:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment_overlay(values: dict[str, str]) -> Iterator[None]:
+    """Set these environment variables for the block, then restore what was there (replay, redrive, chaos, bench)."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -132,7 +133,7 @@ def _servicenow(target: ServiceNowTarget | None) -> Iterator[ServiceNowTarget]:
 
 
 @contextlib.contextmanager
-def _aws(table: str | None) -> Iterator[str]:
+def aws_resources(table: str | None) -> Iterator[str]:
     """AWS resources for the handler: moto in process, or the standard configuration when a table is named."""
     if table is not None:
         yield table
@@ -142,7 +143,7 @@ def _aws(table: str | None) -> Iterator[str]:
     except ImportError:  # pragma: no cover - moto ships with the dev extras
         raise SystemExit("replay needs moto for in-process AWS: pip install -e '.[dev]' (or pass --table)") from None
     with (
-        _environment(
+        environment_overlay(
             {
                 "AWS_ACCESS_KEY_ID": "replay",
                 "AWS_SECRET_ACCESS_KEY": "replay",
@@ -201,7 +202,7 @@ def replay_session(
     records: Sequence[StreamRecord], options: ReplayOptions
 ) -> Iterator[tuple[ReplayReport, ServiceNowTarget]]:
     """Like :func:`replay`, but keeps the embedded emulator (and moto) alive until the block ends."""
-    with _servicenow(options.servicenow) as target, _aws(options.table) as table:
+    with _servicenow(options.servicenow) as target, aws_resources(options.table) as table:
         environment = ensure_resources(table, target)
         environment.update(
             POWERTOOLS_SERVICE_NAME="voicebridge",
@@ -213,7 +214,7 @@ def replay_session(
             FORWARD_NOTES="true" if options.forward_notes else "false",
         )
         environment.update(options.extra_environment)
-        with _environment(environment):
+        with environment_overlay(environment):
             report = _drive(records, options, target)
             yield report, target
 
