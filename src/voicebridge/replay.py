@@ -15,12 +15,17 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
 from voicebridge.shard import DeliveryReport, ShardDriver
+
+# Replay runs the handler with POWERTOOLS_METRICS_DISABLED: the bridge then adds no metrics, and Powertools warns on
+# every invocation that there were none. Tooling only; the deployed function never imports this module.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 REPLAY_QUEUE = "voicebridge-replay-parking"
 REPLAY_SECRET = "voicebridge/replay/servicenow"
