@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"listening on {emulator.url}", flush=True)
+        print(f"listening on {emulator.url}", flush=True)  # the one stdout line scripts wait for (design.md)
+        print(f"live transcript view: {emulator.url}/ui/", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
