@@ -117,3 +117,26 @@ def test_any_delivery_history_ends_with_each_turn_exactly_once(seed: int, turns:
     assert len(interactions) == 1
     assert world.transcript_ids(contact) == [f"{contact}-t{i:04d}" for i in range(turns)]
     assert interactions[0].closed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.text(min_size=1, max_size=300),
+    segment_id=st.text(min_size=1, max_size=60),
+    attributes=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40)), max_size=3),
+    internal=st.booleans(),
+    offsets=st.tuples(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1)),
+)
+def test_the_chunking_size_bound_is_never_below_the_real_json_size(
+    content: str, segment_id: str, attributes: list[tuple[str, str]], internal: bool, offsets: tuple[int, int]
+) -> None:
+    import json
+
+    from bridge.models import OutgoingMessage
+    from bridge.runner import _size_bound
+
+    message = OutgoingMessage(
+        segment_id, content, "CUSTOMER", offsets[0], offsets[1], "NEGATIVE", internal, "4" * 56, tuple(attributes)
+    )
+    encoded = json.dumps(message.to_payload(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert _size_bound(message) >= len(encoded) + 1
