@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from voicebridge.emulator import EmulatorOptions, start_emulator
+from voicebridge.emulator.process import emulator_subprocess
 
 AUTH = ("admin", "admin")
 API = "/api/now/v1/cs/voice-interactions"
@@ -37,22 +34,6 @@ def _in_process() -> Iterator[str]:
 
 
 @contextmanager
-def _subprocess() -> Iterator[str]:
-    src = Path(__file__).resolve().parent.parent / "src"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "voicebridge.cli", "emulator", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        yield line[len("listening on ") :]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def _measure(url: str, duration_s: float, clients: int, messages_per_request: int) -> dict[str, Any]:
     interactions = []
     with requests.Session() as session:
@@ -111,7 +92,7 @@ def _measure(url: str, duration_s: float, clients: int, messages_per_request: in
 def run(duration_s: float = 3.0, clients: int = 16, messages_per_request: int = 10) -> dict[str, Any]:
     """Measure both set-ups; ``requests_per_s`` (top level) is the subprocess figure."""
     results: dict[str, Any] = {"clients": clients, "messages_per_request": messages_per_request}
-    with _subprocess() as url:
+    with emulator_subprocess() as url:
         results["subprocess"] = _measure(url, duration_s, clients, messages_per_request)
     with _in_process() as url:
         results["in_process"] = _measure(url, duration_s, clients, messages_per_request)

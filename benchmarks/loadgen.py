@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -37,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import Stream, batches, stamped, steady
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, environment_overlay
+from voicebridge.emulator.process import emulator_subprocess
+from voicebridge.replay import (
+    ReplayContext,
+    ServiceNowTarget,
+    ensure_resources,
+    environment_overlay,
+    offline_handler_environment,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,23 +93,6 @@ class LoadResult:
             p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
             text += f"; bridge SegmentLag p50 {statistics.median(ordered):.0f} ms p99 {p99:.0f} ms"
         return text + (f"; {self.failures} batch item failures" if self.failures else "")
-
-
-@contextlib.contextmanager
-def emulator_process(latency_ms: float) -> Iterator[str]:
-    """``voicebridge emulator`` in its own process (its CPU does not compete with the handler for the GIL)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "voicebridge.cli", "emulator", "--port", "0", "--latency-ms", str(latency_ms)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        yield line[len("listening on ") :]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def use_store(bridge: Any, store: Any) -> None:
@@ -173,7 +160,7 @@ def harness(
 
     with contextlib.ExitStack() as stack:
         if url is None:
-            url = stack.enter_context(emulator_process(latency_ms))
+            url = stack.enter_context(emulator_subprocess(["--latency-ms", str(latency_ms)]))
         stack.enter_context(
             environment_overlay(
                 {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -193,15 +180,7 @@ def harness(
                 "CONTACT_TABLE": TABLE,
                 "PARKING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench",
             }
-        environment.update(
-            POWERTOOLS_SERVICE_NAME="voicebridge",
-            POWERTOOLS_METRICS_NAMESPACE="voicebridge-bench",
-            POWERTOOLS_METRICS_DISABLED="true",
-            CALLER_LOOKUP="none",
-            AGENT_LOOKUP="none",
-            CONNECT_INSTANCE_ALIAS="example",
-            MAX_WORKERS=str(workers),
-        )
+        environment.update(offline_handler_environment("voicebridge-bench"), MAX_WORKERS=str(workers))
         stack.enter_context(environment_overlay(environment))
         factory.reset()
         stack.callback(factory.reset)

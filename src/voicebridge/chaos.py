@@ -567,7 +567,13 @@ def _captured_logs(level: str) -> Iterator[io.StringIO]:
 def run_soak(options: SoakOptions) -> SoakReport:
     """Run the soak in process (moto, embedded emulator) and compare ServiceNow's final state with the calls."""
     from voicebridge.emulator import EmulatorOptions, start_emulator
-    from voicebridge.replay import ServiceNowTarget, aws_resources, ensure_resources, environment_overlay
+    from voicebridge.replay import (
+        ServiceNowTarget,
+        aws_resources,
+        ensure_resources,
+        environment_overlay,
+        offline_handler_environment,
+    )
 
     started = time.monotonic()
     report = SoakReport(options)
@@ -593,13 +599,8 @@ def run_soak(options: SoakOptions) -> SoakReport:
         target = ServiceNowTarget(emulator.url, emulator_options.user, emulator_options.password)
         environment = ensure_resources(table, target)
         # The environment replay gives the handler, plus the soak's timeout and pool size.
+        environment.update(offline_handler_environment("voicebridge-chaos"))
         environment.update(
-            POWERTOOLS_SERVICE_NAME="voicebridge",
-            POWERTOOLS_METRICS_NAMESPACE="voicebridge-chaos",
-            POWERTOOLS_METRICS_DISABLED="true",
-            CALLER_LOOKUP="none",
-            AGENT_LOOKUP="none",
-            CONNECT_INSTANCE_ALIAS="example",
             FORWARD_NOTES="true",
             SERVICENOW_READ_TIMEOUT=str(options.read_timeout_s),
             SERVICENOW_SETTLE_SECONDS=str(options.settle_s),

@@ -186,6 +186,19 @@ def ensure_resources(table: str, target: ServiceNowTarget) -> dict[str, str]:
     }
 
 
+def offline_handler_environment(metrics_namespace: str = "voicebridge-replay") -> dict[str, str]:
+    """What the handler needs besides its resources when it runs offline: no Amazon Connect to ask for callers and
+    agents (the fallbacks apply), no CloudWatch to send metrics to, an instance alias for the recording URL."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": "voicebridge",
+        "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "CALLER_LOOKUP": "none",
+        "AGENT_LOOKUP": "none",
+        "CONNECT_INSTANCE_ALIAS": "example",
+    }
+
+
 def contact_of(record: StreamRecord) -> str:
     try:
         event = record.decoded()
@@ -209,15 +222,8 @@ def replay_session(
     """Like :func:`replay`, but keeps the embedded emulator (and moto) alive until the block ends."""
     with _servicenow(options.servicenow) as target, aws_resources(options.table) as table:
         environment = ensure_resources(table, target)
-        environment.update(
-            POWERTOOLS_SERVICE_NAME="voicebridge",
-            POWERTOOLS_METRICS_NAMESPACE="voicebridge-replay",
-            POWERTOOLS_METRICS_DISABLED="true",
-            CALLER_LOOKUP="none",
-            AGENT_LOOKUP="none",
-            CONNECT_INSTANCE_ALIAS="example",
-            FORWARD_NOTES="true" if options.forward_notes else "false",
-        )
+        environment.update(offline_handler_environment())
+        environment["FORWARD_NOTES"] = "true" if options.forward_notes else "false"
         environment.update(options.extra_environment)
         with environment_overlay(environment):
             report = _drive(records, options, target)

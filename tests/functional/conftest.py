@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from voicebridge.emulator import EmulatorOptions, RunningEmulator, start_emulator
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources
+from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, offline_handler_environment
 
 
 @dataclass
@@ -80,13 +80,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, emulator_options: EmulatorOptions) ->
         target = ServiceNowTarget(emulator.url, emulator_options.user, emulator_options.password)
         environment = ensure_resources("contacts", target)
         # SERVICENOW_SETTLE_SECONDS 2: the scripted late applies in these tests land within 1.5 s (default 10 s).
-        environment.update(
-            SERVICENOW_SETTLE_SECONDS="2",
-            CALLER_LOOKUP="none",
-            AGENT_LOOKUP="none",
-            CONNECT_INSTANCE_ALIAS="example",
-            POWERTOOLS_METRICS_DISABLED="true",
-        )
+        environment.update(offline_handler_environment("voicebridge-tests"), SERVICENOW_SETTLE_SECONDS="2")
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         factory.reset()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from voicebridge.emulator.process import emulator_subprocess
 
 BIN = Path(sys.executable).parent
 
@@ -54,21 +55,8 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def emulator_process() -> Iterator[str]:
-    process = subprocess.Popen(
-        [str(BIN / "voicebridge"), "emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.match(r"listening on (http://\S+)", line)
-        assert match, f"unexpected first line: {line!r}"
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with emulator_subprocess() as url:
+        yield url
 
 
 @pytest.fixture
