@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebridge.fixtures import StreamRecord
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, environment_overlay
+from voicebridge.replay import (
+    ReplayContext,
+    ServiceNowTarget,
+    bridge_log_level,
+    ensure_resources,
+    environment_overlay,
+)
 from voicebridge.shard import ShardDriver
 
 NO_CONTACT = "-"  # records parked without a contact id (undecodable, invalid JSON...)
@@ -208,7 +214,8 @@ def redrive(options: RedriveOptions) -> RedriveReport:
         _release(sqs, options.queue_url, release + [p.receipt_handle for p in chosen])
         return report
     try:
-        failed, reparked = _invoke(chosen, options)
+        with bridge_log_level(options.log_level):
+            failed, reparked = _invoke(chosen, options)
     except BaseException:
         _release(sqs, options.queue_url, release + [p.receipt_handle for p in chosen])
         raise
@@ -223,7 +230,6 @@ def _invoke(chosen: Sequence[ParkedMessage], options: RedriveOptions) -> tuple[s
     """Run each contact's records through the handler; return the failed sequence numbers and reparked ones."""
     from bridge import factory
     from bridge.handler import lambda_handler
-    from bridge.log import logger
     from bridge.processor import BatchResult
 
     groups: dict[str, dict[str, StreamRecord]] = {}
@@ -243,7 +249,6 @@ def _invoke(chosen: Sequence[ParkedMessage], options: RedriveOptions) -> tuple[s
             failed.update(str(record.get("sequenceNumber", "")) for record in item.records)
 
     factory.reset()
-    logger.setLevel(options.log_level)
     bridge = factory.get_bridge()
     bridge.processor.observers.append(observe)
     try:

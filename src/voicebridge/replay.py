@@ -186,6 +186,20 @@ def ensure_resources(table: str, target: ServiceNowTarget) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def bridge_log_level(level: str | int) -> Iterator[None]:
+    """The bridge logger's level for the block, restored after: it is one logger per process, shared by every
+    replay, redrive and test in it."""
+    from bridge.log import logger
+
+    previous = logger.log_level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def offline_handler_environment(metrics_namespace: str = "voicebridge-replay") -> dict[str, str]:
     """What the handler needs besides its resources when it runs offline: no Amazon Connect to ask for callers and
     agents (the fallbacks apply), no CloudWatch to send metrics to, an instance alias for the recording URL."""
@@ -225,7 +239,7 @@ def replay_session(
         environment.update(offline_handler_environment())
         environment["FORWARD_NOTES"] = "true" if options.forward_notes else "false"
         environment.update(options.extra_environment)
-        with environment_overlay(environment):
+        with environment_overlay(environment), bridge_log_level(options.log_level):
             report = _drive(records, options, target)
             yield report, target
 
@@ -233,11 +247,9 @@ def replay_session(
 def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: ServiceNowTarget) -> ReplayReport:
     from bridge import factory
     from bridge.handler import lambda_handler
-    from bridge.log import logger
     from bridge.processor import BatchResult
 
     factory.reset()
-    logger.setLevel(options.log_level)
     bridge = factory.get_bridge()
     contacts: dict[str, ContactSummary] = {}
     parked: dict[str, int] = {}

@@ -24,7 +24,7 @@ from tests.functional.conftest import Stack
 from voicebridge.cli import main
 from voicebridge.emulator.tableclient import read_transcript
 from voicebridge.fixtures import StreamRecord, build_records, load_fixture
-from voicebridge.replay import ReplayOptions, replay_session
+from voicebridge.replay import ReplayOptions, bridge_log_level, replay_session
 from voicebridge.synth import SyntheticCall, interleave_calls, synthesize_call
 from voicebridge.trace import Clients, Targets, TraceOptions, timeline_query, trace
 
@@ -218,16 +218,14 @@ def test_trace_prints_the_timeline_of_a_replayed_contact(stack: Stack) -> None:
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logger.registered_formatter)
     logger._logger.addHandler(handler)
-    level = logger.log_level
-    logger.setLevel("INFO")  # replay (an earlier test in this process) leaves the shared logger at WARNING
     try:
-        lambda_records = [r.to_lambda_record() for r in records]
-        for start in range(0, len(records), 10):
-            stack.invoke(lambda_records[start : start + 10])
-        stack.invoke([late[0].to_lambda_record()])
+        with bridge_log_level("INFO"):  # the deployed default, whatever this process's logger was set to
+            lambda_records = [r.to_lambda_record() for r in records]
+            for start in range(0, len(records), 10):
+                stack.invoke(lambda_records[start : start + 10])
+            stack.invoke([late[0].to_lambda_record()])
     finally:
         logger._logger.removeHandler(handler)
-        logger.setLevel(level)
     log_lines = [json.loads(line) for line in sink.getvalue().splitlines() if line.strip()]
     query = timeline_query(call.contact_id)
     rows = logs_insights_rows(query, log_lines)

@@ -25,6 +25,7 @@ def test_logs_never_carry_content_numbers_or_secrets(stack: Stack, level: str) -
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logger.registered_formatter)  # the exact JSON lines Lambda would ship
     logger._logger.addHandler(handler)
+    previous = logger.log_level
     logger.setLevel(level)
     boto3.client("secretsmanager").put_secret_value(
         SecretId=stack.environment["SERVICENOW_SECRET_ARN"],
@@ -50,7 +51,7 @@ def test_logs_never_carry_content_numbers_or_secrets(stack: Stack, level: str) -
             ]
         )
     )
-    logger.setLevel("INFO")
+    logger.setLevel(previous)
     logger._logger.removeHandler(handler)
     logged = sink.getvalue()
     assert '"message":"servicenow call"' in logged  # the capture did see the bridge's logs
