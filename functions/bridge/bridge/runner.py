@@ -194,6 +194,11 @@ class ContactRunner:
             interaction_id = state.interaction_id or self._find(
                 self.servicenow.find_interaction, plan.contact_id, outcome
             )
+            if interaction_id is None and self.clock() - state.updated_at < self.options.late_apply_seconds:
+                # A young claim: the attempt that wrote it may have died while its create was still landing.
+                interaction_id = self._settle(
+                    lambda: self._find(self.servicenow.find_interaction, plan.contact_id, outcome), deadline
+                )
             if interaction_id:
                 outcome.recovered_interaction = state.interaction_id is None
                 conversation_id = state.conversation_id or self._find(
