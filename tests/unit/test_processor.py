@@ -322,3 +322,22 @@ def test_settling_gives_up_after_the_settle_window_and_resends() -> None:
     world.deliver(lambda_records(call_events("never", 2)))
     assert world.transcript_ids("never") == ["never-t0000", "never-t0001"]  # re-sent once, after settling
     assert sum(sleeps) == pytest.approx(2.0)
+
+
+def test_a_forbidden_read_back_ends_settling_at_once_and_counts_each_resend_once() -> None:
+    world = World()
+    world.servicenow = LateApply("post_messages", after=10**6)
+    world.servicenow.read_forbidden = True
+    sleeps: list[float] = []
+    runner = ContactRunner(
+        world.servicenow,
+        world.store,
+        ContactDirectory(SETTINGS, world.connect),
+        RunnerOptions(settle_seconds=10),
+        sleep=sleeps.append,
+    )
+    world.processor = BatchProcessor(world.store, runner, world.parking)
+    (result,) = world.deliver(lambda_records(call_events("forbidden", 3)))
+    assert sleeps == []  # nothing can be learnt by waiting: no polling for the settle time
+    assert result.outcomes[0].possible_duplicates == 3
+    assert world.transcript_ids("forbidden") == [f"forbidden-t{i:04d}" for i in range(3)]

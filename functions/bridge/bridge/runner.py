@@ -191,14 +191,10 @@ class ContactRunner:
         else:
             # An earlier attempt claimed the contact and may have created the interaction before dying (or its
             # POST was answered ambiguously): find it by clientSessionId before creating another.
+            # A young claim's attempt may have died while its create was still landing: let the lookup settle.
             interaction_id = state.interaction_id or self._find(
-                self.servicenow.find_interaction, plan.contact_id, outcome
+                self.servicenow.find_interaction, plan.contact_id, outcome, deadline if self._young(state) else None
             )
-            if interaction_id is None and self.clock() - state.updated_at < self.options.late_apply_seconds:
-                # A young claim: the attempt that wrote it may have died while its create was still landing.
-                interaction_id = self._settle(
-                    lambda: self._find(self.servicenow.find_interaction, plan.contact_id, outcome), deadline
-                )
             if interaction_id:
                 outcome.recovered_interaction = state.interaction_id is None
                 conversation_id = state.conversation_id or self._find(
@@ -215,9 +211,7 @@ class ContactRunner:
             except ServiceNowAmbiguousError as exc:
                 # A timed-out create may still land: wait for it rather than let a redelivery create a second one.
                 found = (
-                    self._settle(
-                        lambda: self._find(self.servicenow.find_interaction, plan.contact_id, outcome), deadline
-                    )
+                    self._find(self.servicenow.find_interaction, plan.contact_id, outcome, deadline)
                     if exc.timed_out
                     else None
                 )
@@ -241,10 +235,27 @@ class ContactRunner:
         )
         return state.evolve(interaction_id=interaction_id, conversation_id=conversation_id)
 
-    def _find(self, lookup: Callable[[str], str | None], key: str, outcome: ContactOutcome) -> str | None:
-        try:
+    def _young(self, state: ContactState) -> bool:
+        """Whether the state was written so recently (read timeout + settle time) that a request the writing attempt
+        made after it may still land in ServiceNow."""
+        return self.clock() - state.updated_at < self.options.late_apply_seconds
+
+    def _find(
+        self,
+        lookup: Callable[[str], str | None],
+        key: str,
+        outcome: ContactOutcome,
+        settle_deadline: float | None = None,
+    ) -> str | None:
+        """A Table API lookup; with ``settle_deadline``, repeated (see ``_settle``) until the record shows up or
+        has settled, because a write may still be landing. None when absent, or when the read is forbidden."""
+
+        def probe() -> str | None:
             outcome.servicenow_requests += 1
             return lookup(key)
+
+        try:
+            return probe() if settle_deadline is None else self._settle(probe, settle_deadline)
         except ServiceNowReadForbiddenError:
             # Without Table API read access the bridge cannot tell whether an earlier attempt created the record.
             logger.warning("recovery read forbidden; creating anew", step="recover", outcome="read_forbidden")
@@ -256,11 +267,9 @@ class ContactRunner:
         if not plan.unconfirmed:
             return []
         self._check_budget(deadline, "reconcile")
-        missing = self._missing(state, plan.unconfirmed, outcome)
-        if missing and self.clock() - state.updated_at < self.options.late_apply_seconds:
-            # Definite failures un-mark their segments (see _send), so a pending segment means the previous attempt
-            # died or got an ambiguous answer. If that was recent, its POST may still be landing: let it settle.
-            missing = self._missing_once_settled(state, missing, outcome, deadline)
+        # Definite failures un-mark their segments (see _send), so a pending segment means the previous attempt died
+        # or got an ambiguous answer. If that was recent, its POST may still be landing: let the read-back settle.
+        missing = self._missing(state, plan.unconfirmed, outcome, deadline if self._young(state) else None)
         outcome.reconciled += len(plan.unconfirmed) - len(missing)
         outcome.resent += len(missing)
         logger.info(
@@ -272,35 +281,36 @@ class ContactRunner:
         )
         return missing
 
-    def _missing_once_settled(
-        self, state: ContactState, missing: list[OutgoingMessage], outcome: ContactOutcome, deadline: float
+    def _missing(
+        self,
+        state: ContactState,
+        messages: Sequence[OutgoingMessage],
+        outcome: ContactOutcome,
+        settle_deadline: float | None = None,
     ) -> list[OutgoingMessage]:
-        """Keep reading back ``missing`` (with growing pauses, see ``_settle``) until ServiceNow has them all or the
-        settle time has passed; returns what is still missing then."""
-        remaining = list(missing)
+        """The messages ServiceNow does not have (Table API read-back); with ``settle_deadline``, re-read (see
+        ``_settle``) until it has them all or they have settled. A forbidden read leaves the rest missing: they are
+        re-sent, and counted as possible duplicates."""
+        remaining = list(messages)
 
         def all_stored() -> bool | None:
             nonlocal remaining
-            remaining = self._missing(state, remaining, outcome)
+            outcome.servicenow_requests += 1
+            present = self.servicenow.find_message_ids(state.conversation_id or "", [m.id for m in remaining])
+            remaining = [m for m in remaining if m.id not in present]
             return True if not remaining else None
 
-        self._settle(all_stored, deadline)
-        return remaining
-
-    def _missing(
-        self, state: ContactState, messages: Sequence[OutgoingMessage], outcome: ContactOutcome
-    ) -> list[OutgoingMessage]:
-        """The messages ServiceNow does not have (read back through the Table API)."""
         try:
-            outcome.servicenow_requests += 1
-            present = self.servicenow.find_message_ids(state.conversation_id or "", [m.id for m in messages])
+            if settle_deadline is None:
+                all_stored()
+            else:
+                self._settle(all_stored, settle_deadline)
         except ServiceNowReadForbiddenError:
-            outcome.possible_duplicates += len(messages)
+            outcome.possible_duplicates += len(remaining)
             logger.warning(
-                "read-back forbidden; re-sending", step="reconcile", outcome="read_forbidden", count=len(messages)
+                "read-back forbidden; re-sending", step="reconcile", outcome="read_forbidden", count=len(remaining)
             )
-            return list(messages)
-        return [m for m in messages if m.id not in present]
+        return remaining
 
     def _pre_write(
         self, plan: ContactPlan, state: ContactState, to_send: Sequence[OutgoingMessage], outcome: ContactOutcome
@@ -352,10 +362,10 @@ class ContactRunner:
         except (PermanentError, ServiceNowUnavailableError, TimeBudgetExceededError):
             # Rejected (parked by the caller), or provably not applied (retried later): un-mark what was not
             # delivered, so a redrive or redelivery sends it as new instead of waiting for it to settle.
-            undelivered = [m.id for m in to_send if m not in delivered]
+            undelivered = {m.id for m in to_send if m not in delivered}
             reverted = state.evolve(
                 sent=state.sent.without_ids(undelivered),
-                pending=tuple(p for p in state.pending if p.segment_id not in set(undelivered)),
+                pending=tuple(p for p in state.pending if p.segment_id not in undelivered),
                 status=ContactStatus.OPEN if plan.close else state.status,
                 close_sequence_number=None if plan.close else state.close_sequence_number,
             )
@@ -369,8 +379,9 @@ class ContactRunner:
         logger.debug("messages sent", step="send", outcome="sent", count=len(delivered), notes=notes)
 
     def _settle(self, probe: Callable[[], T | None], deadline: float) -> T | None:
-        """Poll ``probe`` with growing pauses until it finds something, ``settle_seconds`` have passed, or the
-        invocation runs short of time; returns what it found, or None."""
+        """Poll ``probe`` (at once, then with growing pauses) until it finds something, ``settle_seconds`` have
+        passed, or the invocation runs short of time; returns what it found, or None. An exception from ``probe``
+        (a forbidden read) ends the polling: there is nothing to wait for."""
         waited, pause = 0.0, 0.25
         while True:
             found = probe()
@@ -400,10 +411,8 @@ class ContactRunner:
                 transaction_id=exc.transaction_id,
             )
             try:
-                missing = self._missing(state, chunk, outcome)
-                if missing and exc.timed_out:
-                    # ServiceNow may still be applying it: re-read until everything shows up or it has settled.
-                    missing = self._missing_once_settled(state, missing, outcome, deadline)
+                # After a timeout ServiceNow may still be applying it: re-read until it shows up or has settled.
+                missing = self._missing(state, chunk, outcome, deadline if exc.timed_out else None)
             except ServiceNowAmbiguousError:
                 raise exc from None
             outcome.reconciled += len(chunk) - len(missing)
