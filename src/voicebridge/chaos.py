@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from voicebridge.fixtures import StreamRecord, build_records, kinesis_event
-from voicebridge.shard import DeliveryReport, ShardDriver
+from voicebridge.shard import DeliveryReport, ShardDriver, progress_printer
 from voicebridge.synth import SyntheticCall, interleave_with_times, synthesize_call
 
 # How the total fault rate is split (see the module docstring).
@@ -643,7 +643,7 @@ def _deliver(options: SoakOptions, injector: _Injector, records: Sequence[Stream
         injector.invoke,
         batch_size=options.batch_size,
         max_retries=options.max_retries,
-        on_batch=_progress(len(records)) if options.progress else None,
+        on_batch=progress_printer("chaos", len(records)) if options.progress else None,
     )
     try:
         return driver.run()
@@ -669,17 +669,6 @@ def _queue_depth(queue_url: str) -> int:
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     return int(attributes.get("ApproximateNumberOfMessages", 0))
-
-
-def _progress(total: int) -> Callable[[DeliveryReport, int], None]:
-    def show(delivery: DeliveryReport, position: int) -> None:
-        sys.stderr.write(
-            f"\rchaos: {position}/{total} records, {delivery.invocations} invocations, "
-            f"{delivery.function_errors} function errors, {delivery.redelivered_records} redelivered"
-        )
-        sys.stderr.flush()
-
-    return show
 
 
 def format_report(report: SoakReport) -> str:

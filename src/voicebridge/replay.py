@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
-from voicebridge.shard import DeliveryReport, ShardDriver
+from voicebridge.shard import DeliveryReport, ShardDriver, progress_printer
 
 # Replay runs the handler with POWERTOOLS_METRICS_DISABLED: the bridge then adds no metrics, and Powertools warns on
 # every invocation that there were none. Tooling only; the deployed function never imports this module.
@@ -273,7 +273,7 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
                 contacts.setdefault(item.contact_id, ContactSummary(item.contact_id)).parked += len(item.records)
 
     bridge.processor.observers.append(observe)
-    progress = _progress_printer(len(records)) if options.progress else None
+    progress = progress_printer("replay", len(records)) if options.progress else None
     try:
         if options.historical:
             delivery = DeliveryReport(records=len(records))
@@ -325,17 +325,6 @@ def _pacer(records: Sequence[StreamRecord], speed: float) -> Any:
             time.sleep(delay)
 
     return pace
-
-
-def _progress_printer(total: int) -> Any:
-    def show(report: DeliveryReport, position: int) -> None:
-        sys.stderr.write(
-            f"\rreplay: {position}/{total} records, {report.invocations} invocations, "
-            f"{report.redelivered_records} redelivered"
-        )
-        sys.stderr.flush()
-
-    return show
 
 
 def format_report(report: ReplayReport) -> str:

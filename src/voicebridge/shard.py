@@ -9,6 +9,7 @@ the on-failure destination). Used by replay, the chaos soak and the benchmarks.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,19 @@ class DeliveryReport:
     partial_failures: int = 0
     given_up: list[tuple[str, str]] = field(default_factory=list)  # (first, last) sequence numbers
     wall_seconds: float = 0.0
+
+
+def progress_printer(label: str, total: int) -> Callable[[DeliveryReport, int], None]:
+    """An ``on_batch`` callback that keeps one progress line up to date on stderr (replay, chaos)."""
+
+    def show(report: DeliveryReport, position: int) -> None:
+        sys.stderr.write(
+            f"\r{label}: {position}/{total} records, {report.invocations} invocations, "
+            f"{report.function_errors} function errors, {report.redelivered_records} redelivered"
+        )
+        sys.stderr.flush()
+
+    return show
 
 
 class ShardDriver:
