@@ -50,6 +50,19 @@ class World:
         )
         self.processor = BatchProcessor(self.store, runner, self.parking)
 
+    def settling(self, settle_seconds: float) -> list[float]:
+        """Rebuild the runner around the current ServiceNow with this settle time; returns the pauses it takes."""
+        sleeps: list[float] = []
+        runner = ContactRunner(
+            self.servicenow,
+            self.store,
+            ContactDirectory(SETTINGS, self.connect),
+            RunnerOptions(settle_seconds=settle_seconds),
+            sleep=sleeps.append,
+        )
+        self.processor = BatchProcessor(self.store, runner, self.parking)
+        return sleeps
+
     def process(self, records: list[dict[str, Any]]) -> BatchResult:
         return self.processor.process(records, deadline=time.monotonic() + 60)
 
@@ -291,15 +304,7 @@ class LateApply(FakeServiceNow):
 def test_a_request_applied_after_the_read_timeout_is_waited_for_not_repeated(operation: str) -> None:
     world = World()
     world.servicenow = LateApply(operation, after=3)  # lands only on the third read-back
-    sleeps: list[float] = []
-    runner = ContactRunner(
-        world.servicenow,
-        world.store,
-        ContactDirectory(SETTINGS, world.connect),
-        RunnerOptions(settle_seconds=10),
-        sleep=sleeps.append,
-    )
-    world.processor = BatchProcessor(world.store, runner, world.parking)
+    sleeps = world.settling(10)
     world.deliver(lambda_records(call_events("late", 3)))
     assert len(world.servicenow.by_contact("late")) == 1
     assert world.transcript_ids("late") == ["late-t0000", "late-t0001", "late-t0002"]
@@ -310,15 +315,7 @@ def test_a_request_applied_after_the_read_timeout_is_waited_for_not_repeated(ope
 def test_settling_gives_up_after_the_settle_window_and_resends() -> None:
     world = World()
     world.servicenow = LateApply("post_messages", after=10**6)  # never lands
-    sleeps: list[float] = []
-    runner = ContactRunner(
-        world.servicenow,
-        world.store,
-        ContactDirectory(SETTINGS, world.connect),
-        RunnerOptions(settle_seconds=2),
-        sleep=sleeps.append,
-    )
-    world.processor = BatchProcessor(world.store, runner, world.parking)
+    sleeps = world.settling(2)
     world.deliver(lambda_records(call_events("never", 2)))
     assert world.transcript_ids("never") == ["never-t0000", "never-t0001"]  # re-sent once, after settling
     assert sum(sleeps) == pytest.approx(2.0)
@@ -328,15 +325,7 @@ def test_a_forbidden_read_back_ends_settling_at_once_and_counts_each_resend_once
     world = World()
     world.servicenow = LateApply("post_messages", after=10**6)
     world.servicenow.read_forbidden = True
-    sleeps: list[float] = []
-    runner = ContactRunner(
-        world.servicenow,
-        world.store,
-        ContactDirectory(SETTINGS, world.connect),
-        RunnerOptions(settle_seconds=10),
-        sleep=sleeps.append,
-    )
-    world.processor = BatchProcessor(world.store, runner, world.parking)
+    sleeps = world.settling(10)
     (result,) = world.deliver(lambda_records(call_events("forbidden", 3)))
     assert sleeps == []  # nothing can be learnt by waiting: no polling for the settle time
     assert result.outcomes[0].possible_duplicates == 3
