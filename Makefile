@@ -14,6 +14,8 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 PYTEST_ARGS ?=
+# make bench ARGS=--quick: options for python -m benchmarks (make itself would reject a bare --quick)
+ARGS ?=
 
 .PHONY: help install demo test lint unit template-check bench chaos clean
 
@@ -60,8 +62,8 @@ test: lint template-check ## The whole suite: lint, typecheck, template checks, 
 unit: install ## Only the fast unit tests
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-bench: install ## Benchmarks (ratios against baselines measured in the same run)
-	$(BIN)/python -m benchmarks
+bench: install ## Benchmarks (ratios against baselines measured in the same run); ARGS=--quick (or --smoke) to shorten
+	$(BIN)/python -m benchmarks $(ARGS)
 
 chaos: install ## Chaos soak: 200 calls x 60 segments under faults, crashes and duplicate deliveries
 	$(BIN)/voicebridge chaos

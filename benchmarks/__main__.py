@@ -1,6 +1,7 @@
-"""``make bench``: every figure of issue 5 in one table (``--quick`` for a fast, noisier run).
+"""``make bench``: every figure of issue 5 in one table (``--quick`` for a fast, noisier run; ``--smoke`` for tiny
+sizes whose figures mean nothing: ``make test`` runs it to prove that every row is still produced).
 
-.venv/bin/python -m benchmarks [--quick] [--workers 32] [--window 0] [--no-profile] [--results benchmarks/RESULTS.md]
+.venv/bin/python -m benchmarks [--quick | --smoke] [--workers 32] [--window 0] [--no-profile] [--results FILE]
 
 Load runs use the template's defaults (MAX_WORKERS 32, MaximumBatchingWindowInSeconds 0) and run twice: with AWS
 in moto, and moto-free (DynamoDB = the real boto3 client on an in-process wire, 5 ms per call; see loadgen).
@@ -16,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import coldimport, counts, cpu, loadgen
@@ -58,13 +60,40 @@ def real_counts() -> dict[str, int]:
         }
 
 
+@dataclass(frozen=True)
+class Scale:
+    """How long and how big each run is."""
+
+    name: str
+    cpu_runs: int  # CPU over fakes, and with real clients at 5 calls
+    cpu_wire_runs: int  # CPU with real clients at 50 calls (the slowest measurement)
+    cpu_turns: int  # turns per synthetic call in the CPU workloads (60: a real call's length)
+    backlog_s: float  # stream seconds of each backlog run
+    lag_s: float  # wall seconds of each real-time lag run
+    calls: tuple[int, int]  # the moderate and the large concurrent-call counts of the load runs
+    import_runs: int
+    emulator_s: float
+    profile_s: float  # stream seconds of the profiled backlog
+    always_profile: bool  # profile even when every goal is met (the smoke run exercises the profiling code)
+
+
+SCALES = {
+    "full": Scale("full", 5, 3, 60, 10.0, 15.0, (300, 1000), 7, 3.0, 5.0, False),
+    "quick": Scale("quick", 3, 1, 60, 5.0, 8.0, (300, 1000), 7, 2.0, 5.0, False),
+    # Each load run still starts its own emulator and does its warm-up: the smoke run goes through every step.
+    "smoke": Scale("smoke", 1, 1, 4, 1.0, 0.5, (20, 30), 1, 0.2, 1.0, True),
+}
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter runs (~1.5 min), noisier figures")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="shorter runs (~1.5 min), noisier figures")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes (~20 s): every row, meaningless figures")
     parser.add_argument("--workers", type=int, default=32, help="MAX_WORKERS for the load runs (template: 32)")
     parser.add_argument("--window", type=float, default=0.0, help="batching window (s) for the lag runs (template: 0)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles of missed goals")
@@ -72,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF blobs on stdout
     quiet_logs()
-    quick = args.quick
+    scale = SCALES["quick" if args.quick else "smoke" if args.smoke else "full"]
     began = time.perf_counter()
     rows: list[tuple[str, str, str, str]] = []
     notes: list[str] = []
@@ -105,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     progress("handler CPU (fakes; real clients on a stubbed wire)")
-    cpu_figures = cpu.run(runs=3 if quick else 5, wire_runs=1 if quick else 3)
+    cpu_figures = cpu.run(runs=scale.cpu_runs, wire_runs=scale.cpu_wire_runs, turns=scale.cpu_turns)
     for figures in cpu_figures:
         label = cpu.VARIANT_LABELS[figures.variant]
         row(
@@ -122,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         return "DynamoDB in moto" if aws == "moto" else "moto-free: boto3 on in-process wire, DynamoDB 5 ms/call"
 
     progress("sustained throughput (backlog)")
-    seconds = 5.0 if quick else 10.0
+    seconds = scale.backlog_s
     workers = args.workers
+    moderate, large = scale.calls
     plans = [
-        (300, 100, workers, "moto"),
-        (300, 100, workers, "wire"),
-        (1000, 500, workers, "wire"),
-        (1000, 500, 64, "wire"),
+        (moderate, 100, workers, "moto"),
+        (moderate, 100, workers, "wire"),
+        (large, 500, workers, "wire"),
+        (large, 500, 64, "wire"),
     ]
     for calls, batch_size, pool, aws in plans:
         result = loadgen.measure("backlog", calls, seconds, pool, batch_size=batch_size, aws=aws)
@@ -145,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             missed.append(f"throughput-{aws}")
 
     progress("lag (real time)")
-    lag_seconds = 8.0 if quick else 15.0
-    lag_plans = [(calls, workers, aws) for calls in (300, 1000) for aws in ("moto", "wire")]
+    lag_seconds = scale.lag_s
+    lag_plans = [(calls, workers, aws) for calls in scale.calls for aws in ("moto", "wire")]
     if workers < 64:
-        lag_plans.append((1000, 64, "wire"))  # the pool's cap: what one shard of 1000 calls needs at BatchSize 100
+        lag_plans.append((large, 64, "wire"))  # the pool's cap: what one shard of 1000 calls needs at BatchSize 100
     for calls, pool, aws in lag_plans:
         result = loadgen.measure("realtime", calls, lag_seconds, pool, aws=aws, window_s=args.window)
         notes.append(result.summary())
@@ -165,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             missed.append(f"lag-{aws}")
 
     progress("cold import")
-    imports = coldimport.run(runs=7)
+    imports = coldimport.run(runs=scale.import_runs)
     row(
         "cold import: bridge.handler vs import boto3, requests (fresh interpreter, wall)",
         f"{imports.handler_ms:.0f} ms vs {imports.baseline_ms:.0f} ms ({imports.ratio:.2f}x)",
@@ -176,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     progress("emulator")
     from benchmarks import emulator_bench
 
-    emulator = emulator_bench.run(duration_s=2.0 if quick else 3.0)
+    emulator = emulator_bench.run(duration_s=scale.emulator_s)
     row(
         "emulator POST /messages req/s (16 keep-alive clients, 10 msgs each; subprocess / in-process)",
         f"{emulator['requests_per_s']:.0f} / {emulator['in_process']['requests_per_s']:.0f} req/s",
@@ -190,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         out.write(text + "\n")
 
-    command = "make bench" + (" --quick" if quick else "")
+    flag = "" if scale.name == "full" else f" --{scale.name}"
+    command = "make bench" + (f" ARGS={flag.strip()}" if flag else "")
     say(machine_line())
     say(
         f"{command}: CPU = medians of {cpu_figures[0].runs} runs (fakes) / {cpu_figures[-1].runs} (wire, 50 calls); "
-        "import = medians of 7 runs;"
+        f"import = medians of {scale.import_runs} runs;"
     )
     say("load runs are single runs whose percentiles pool every transcript; ServiceNow = emulator in its own process.")
     widths = [max(len(r[i]) for r in rows + [("figure", "measured", "goal", "")]) for i in range(4)]
@@ -226,24 +257,25 @@ def main(argv: list[str] | None = None) -> int:
     say("\nload runs:")
     for note in notes:
         say("  " + note)
-    if missed and not args.no_profile:
+    if (missed or scale.always_profile) and not args.no_profile:
         progress("profiles")
+        every = scale.always_profile
         say("\nprofiles (cProfile: top 10 by own time, then CPU by component) for the goals not met:")
-        if any(m.startswith("cpu") for m in missed):
+        if every or any(m.startswith("cpu") for m in missed):
             say("-- handler CPU, real clients on a stubbed wire, 50 calls (one thread):")
-            say(cpu.profile("50 calls", "wire"))
-        if any(m.startswith(("throughput", "lag")) for m in missed):
+            say(cpu.profile("50 calls", "wire", turns=scale.cpu_turns))
+        if every or any(m.startswith(("throughput", "lag")) for m in missed):
             # ServiceNow latency 0: the load runs wait on the network; the profile shows what costs CPU per contact.
             say("-- backlog through the real handler, moto-free, emulator latency 0 (contacts inline, one thread):")
-            say(loadgen.profile_backlog(300, 5.0, latency_ms=0.0, aws="wire"))
-        if "throughput-moto" in missed or "lag-moto" in missed:
+            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="wire"))
+        if every or "throughput-moto" in missed or "lag-moto" in missed:
             say("-- the same with AWS in moto:")
-            say(loadgen.profile_backlog(300, 5.0, latency_ms=0.0, aws="moto"))
+            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="moto"))
     say(f"total {time.perf_counter() - began:.0f} s")
     if args.results:
         args.results.write_text(
             "# `make bench` results\n\n"
-            f"Command: `{command}` (`.venv/bin/python -m benchmarks{' --quick' if quick else ''} "
+            f"Command: `{command}` (`.venv/bin/python -m benchmarks{flag} "
             f"--results {args.results}`), "
             f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}. Goals: issue 5.\n\n```\n" + out.getvalue() + "```\n"
         )

@@ -66,13 +66,15 @@ def _cpu(world: Any, groups: list[list[dict[str, Any]]]) -> float:
     return elapsed
 
 
-def workload(calls: int, batch_size: int = 100) -> tuple[list[list[dict[str, Any]]], int]:
-    stream = interleaved(calls)
+def workload(calls: int, batch_size: int = 100, turns: int = 60) -> tuple[list[list[dict[str, Any]]], int]:
+    stream = interleaved(calls, turns=turns)
     return batches(stamped(stream.records), batch_size), stream.transcripts()
 
 
-def measure(name: str, variant: str, runs: int, batch_size: int = 100, max_workers: int = 8) -> CpuFigures:
-    groups, transcripts = workload(WORKLOADS[name], batch_size)
+def measure(
+    name: str, variant: str, runs: int, batch_size: int = 100, max_workers: int = 8, turns: int = 60
+) -> CpuFigures:
+    groups, transcripts = workload(WORKLOADS[name], batch_size, turns)
     make_ours, make_naive = _worlds(variant, max_workers)
     _cpu(make_ours(), groups)  # warm caches (botocore endpoint rules, regexes), not counted
     _cpu(make_naive(), groups[:2])
@@ -92,15 +94,16 @@ def measure(name: str, variant: str, runs: int, batch_size: int = 100, max_worke
     )
 
 
-def run(runs: int = 5, wire_runs: int = 3) -> list[CpuFigures]:
+def run(runs: int = 5, wire_runs: int = 3, turns: int = 60) -> list[CpuFigures]:
+    """``turns``: turns per synthetic call (60: a real call's length; the smoke run uses a few)."""
     return [
-        measure(name, variant, runs if variant == "fakes" or name == "5 calls" else wire_runs)
+        measure(name, variant, runs if variant == "fakes" or name == "5 calls" else wire_runs, turns=turns)
         for name in WORKLOADS
         for variant in VARIANTS
     ]
 
 
-def profile(name: str = "50 calls", variant: str = "wire", top: int = 10) -> str:
+def profile(name: str = "50 calls", variant: str = "wire", top: int = 10, turns: int = 60) -> str:
     """cProfile of ours with contacts run inline (one thread), plus CPU by component."""
     import cProfile
     import io
@@ -108,7 +111,7 @@ def profile(name: str = "50 calls", variant: str = "wire", top: int = 10) -> str
 
     from benchmarks.loadgen import cpu_shares
 
-    groups, _ = workload(WORKLOADS[name])
+    groups, _ = workload(WORKLOADS[name], turns=turns)
     make_ours, _ = _worlds(variant, 1)
     _cpu(make_ours(), groups)
     world = make_ours()

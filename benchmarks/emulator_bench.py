@@ -33,7 +33,6 @@ def _in_process() -> Iterator[str]:
         yield emulator.url
 
 
-@contextmanager
 def _measure(url: str, duration_s: float, clients: int, messages_per_request: int) -> dict[str, Any]:
     interactions = []
     with requests.Session() as session:

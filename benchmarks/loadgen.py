@@ -83,9 +83,10 @@ class LoadResult:
             f"{self.mode} calls={self.calls} workers={self.workers} batch={self.batch_size} window={self.window_s}s "
             f"aws={self.aws}: {self.records} records, "
             f"{self.invocations} invocations in {self.wall_s:.1f}s; {self.segments_per_s:.0f} segments/s, "
-            f"{self.transcripts_per_s:.0f} transcripts/s; handler median {statistics.median(self.handler_s):.3f}s"
-            f" max {max(self.handler_s):.3f}s"
+            f"{self.transcripts_per_s:.0f} transcripts/s"
         )
+        if self.handler_s:  # a window too short to hold a record (tiny sizes) invokes nothing
+            text += f"; handler median {statistics.median(self.handler_s):.3f}s max {max(self.handler_s):.3f}s"
         if self.lags_s:
             text += f"; lag p50 {self.lag(0.5):.3f}s p99 {self.lag(0.99):.3f}s over {len(self.lags_s)} transcripts"
         if self.bridge_lags_ms:
