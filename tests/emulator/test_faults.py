@@ -96,6 +96,7 @@ def test_delay_lets_a_client_time_out(emulator: RunningEmulator, session: reques
     [
         ("html", 200, lambda r: r.headers["Content-Type"].startswith("text/html") and b"<html>" in r.content),
         ("accepted_202", 202, lambda r: r.content == b""),
+        ("session_busy", 202, lambda r: r.headers["Content-Type"].startswith("text/html") and b"session" in r.content),
         (
             "failure_sentence",
             200,

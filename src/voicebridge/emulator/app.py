@@ -1,9 +1,10 @@
 """Request handling without sockets: ``App.handle(Request) -> Response``.
 
-Order for the /cs/ API: route (unknown version or path: 400) -> Accept (406) -> auth (401) -> seeded latency
--> a scripted fault rule, else the rate-limit rule (429, not applied), else a random fault -> Content-Type
-(415) -> body (400) -> validation of the whole body (400) -> one transaction. Every response carries
-``X-Transaction-ID``; any unexpected exception is a 500 envelope, never a stack trace.
+Order for the /cs/ API: [the session gate, then the capacity gate, when on (gates.py)] -> route (unknown
+version or path: 400) -> Accept (406) -> auth (401) -> seeded latency -> a scripted fault rule, else the
+user's rate-limit rule (429, not applied), else a random fault -> Content-Type (415) -> body (400) ->
+validation of the whole body (400) -> one transaction. Every response carries ``X-Transaction-ID``; any
+unexpected exception is a 500 envelope, never a stack trace.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from voicebridge.emulator.faults import (
     parse_rules,
     status_message,
 )
+from voicebridge.emulator.gates import CapacityGate, SessionGate, session_id_of
 from voicebridge.emulator.options import EmulatorOptions
 from voicebridge.emulator.store import Store
 
@@ -41,6 +43,12 @@ DEFAULT_TABLE_LIMIT = 10000
 HIBERNATING_PAGE = (
     b"<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head>"
     b"<body><h1>Your instance is hibernating</h1><p>Sign in to wake it up.</p></body></html>"
+)
+# What a request gets when too many requests of its session already wait (UNVERIFIED wording: the point is that
+# it is a 202 whose body is not the endpoint's result, and that nothing was applied).
+SESSION_BUSY_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Request not processed</title></head>"
+    b"<body><p>Too many transactions are waiting for this session; the request was not processed.</p></body></html>"
 )
 
 _API_PATH = re.compile(r"/api/now(?:/(?P<version>v[^/]*))?/(?P<kind>cs|table)/(?P<rest>.*)")
@@ -75,6 +83,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     close: bool = False
+    set_cookies: list[str] = field(default_factory=list)  # one Set-Cookie header each
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,11 @@ class App:
         self._random_enabled = bool(
             options.latency_ms or options.fault_rate or options.ambiguous_rate or options.seed is not None
         )
+        self.sessions = SessionGate(options.session_queue) if options.sessions else None
+        self.capacity = (
+            CapacityGate(options.semaphores, options.queue_depth) if options.semaphores is not None else None
+        )
+        self._filtered_tables = frozenset(options.filtered_reads)
 
     # ---- responses ----
 
@@ -175,8 +189,10 @@ class App:
             elif route_info.kind == "web":
                 reply = web.handle(self.store, request.method, request.path, request.headers)
                 response = Response(reply.status, reply.body, reply.content_type, reply.headers)
-            else:
+            elif self.sessions is None and self.capacity is None:
                 response, fault = self._dispatch(request, route_info)
+            else:
+                response, fault = self._through_gates(request, route_info)
         except Exception:  # an emulator bug must still look like ServiceNow, not a traceback
             logger.exception("internal error handling %s %s", request.method, request.path)
             response = self._error(ApiError(500, "Internal Server Error", "Unexpected error in the emulator"), "json")
@@ -188,9 +204,43 @@ class App:
             self.stats.record(route_info.template, None if response.drop else response.status, fault)
         return response
 
+    # ---- a node's gates (off unless configured) ----
+
+    def _through_gates(self, request: Request, route_info: Route) -> tuple[Response, str | None]:
+        """The session gate, then the capacity gate, around ``_dispatch`` (a waiting session holds no semaphore)."""
+        sessions = self.sessions
+        if sessions is None:
+            return self._through_capacity(request, route_info)
+        session_id = session_id_of(request.headers.get("cookie"))
+        if session_id is None:
+            response, fault = self._through_capacity(request, route_info)
+            response.set_cookies.extend(sessions.new_session_cookies())
+            return response, fault
+        if not sessions.enter(session_id):
+            return Response(202, SESSION_BUSY_PAGE, "text/html;charset=UTF-8"), "session_busy"
+        try:
+            return self._through_capacity(request, route_info)
+        finally:
+            sessions.leave(session_id)
+
+    def _through_capacity(self, request: Request, route_info: Route) -> tuple[Response, str | None]:
+        capacity = self.capacity
+        if capacity is None:
+            return self._dispatch(request, route_info)
+        started = capacity.enter()
+        if started is None:
+            fmt = codec.negotiate_accept(request.headers.get("accept")) or "json"
+            detail = "Every API semaphore is busy and the queue is full"
+            error = ApiError(429, status_message(429), detail, headers={"Retry-After": "1"})
+            return self._error(error, fmt), "semaphores_exhausted"
+        try:
+            return self._dispatch(request, route_info)
+        finally:
+            capacity.leave(started)
+
     def _dispatch(self, request: Request, route_info: Route) -> tuple[Response, str | None]:
         if route_info.kind == "oauth":
-            return self._with_rule(request, lambda: self._oauth(request, route_info), "json")
+            return self._with_rule(request, lambda: self._oauth(request, route_info), "json", kind="oauth")
         fmt = codec.negotiate_accept(request.headers.get("accept"))
         if fmt is None:
             detail = "Supported response types: application/json, application/xml"
@@ -202,19 +252,25 @@ class App:
                 ApiError(405, "Method not Supported", "The emulator's Table API is read-only"), fmt
             ), None
         try:
-            self.auth.check(request.headers.get("authorization"))
+            user = self.auth.check(request.headers.get("authorization"))
         except ApiError as error:
             return self._error(error, fmt), None
         if route_info.kind == "table":
-            return self._with_rule(request, lambda: self._table(request, route_info, fmt), fmt)
-        return self._cs_with_faults(request, route_info, fmt)
+            return self._table_with_rule(request, route_info, fmt)
+        return self._cs_with_faults(request, route_info, fmt, user)
 
     # ---- faults ----
 
     def _with_rule(
-        self, request: Request, run: Callable[[], Response], fmt: Format, rule: FaultRule | None = None
+        self,
+        request: Request,
+        run: Callable[[], Response],
+        fmt: Format,
+        rule: FaultRule | None = None,
+        *,
+        kind: str | None = None,
     ) -> tuple[Response, str | None]:
-        rule = rule or self.faults.take_rule(request.method, request.path)
+        rule = rule or self.faults.take_rule(request.method, request.path, kind)
         if rule is None:
             return run(), None
         return self._apply_rule(rule, run, fmt), rule.action
@@ -234,6 +290,14 @@ class App:
             return Response(200, HIBERNATING_PAGE, "text/html;charset=UTF-8")
         if action == "accepted_202":
             return Response(202)
+        if action == "session_busy":
+            return Response(202, SESSION_BUSY_PAGE, "text/html;charset=UTF-8")
+        if action == "rate_limited":
+            headers = self.faults.quota_headers(self.faults.quota_left(rule))
+            detail = "Injected by an emulator fault rule: the user's hourly quota is used up"
+            return self._error(ApiError(429, status_message(429), detail, headers=headers), fmt)
+        if action == "filtered_read":
+            raise AssertionError("filtered_read is applied by the Table API read, never here")
         if action == "failure_sentence":
             return self._result(rule.result or FAILURE_SENTENCE, fmt)
         if action == "delay":
@@ -252,12 +316,14 @@ class App:
         response.body = response.body[: len(response.body) // 2]
         return response
 
-    def _cs_with_faults(self, request: Request, route_info: Route, fmt: Format) -> tuple[Response, str | None]:
+    def _cs_with_faults(
+        self, request: Request, route_info: Route, fmt: Format, user: str
+    ) -> tuple[Response, str | None]:
         draw = self.faults.draw() if self._random_enabled else RandomDraw(0.0, None, None)
         if draw.delay_s:
             self._sleep(draw.delay_s)
-        rule = self.faults.take_rule(request.method, request.path)
-        allowed, limit_headers = (True, {}) if rule else self.faults.rate_limit()
+        rule = self.faults.take_rule(request.method, request.path, "cs")
+        allowed, limit_headers = (True, {}) if rule else self.faults.rate_limit(user)
 
         def run() -> Response:
             return self._cs(request, route_info, fmt)
@@ -320,21 +386,33 @@ class App:
 
     # ---- Table API ----
 
-    def _table(self, request: Request, route_info: Route, fmt: Format) -> Response:
+    def _table_with_rule(self, request: Request, route_info: Route, fmt: Format) -> tuple[Response, str | None]:
+        rule = self.faults.take_rule(request.method, request.path, "table")
+        filtered = route_info.params[0] in self._filtered_tables
+        if rule is None:
+            return self._table(request, route_info, fmt, filtered=filtered), "filtered_read" if filtered else None
+        if rule.action == "filtered_read":
+            return self._table(request, route_info, fmt, filtered=True), rule.action
+        return self._apply_rule(
+            rule, lambda: self._table(request, route_info, fmt, filtered=filtered), fmt
+        ), rule.action
+
+    def _table(self, request: Request, route_info: Route, fmt: Format, *, filtered: bool = False) -> Response:
+        """A read; ``filtered``: the user may see no row of the table, so it answers as if none existed."""
         params = _first_values(request.query)
         try:
             table = route_info.params[0]
             tableapi.check_table(table)
             fields = tableapi.parse_fields(table, params.get("sysparm_fields"))
             if route_info.action == "get":
-                record = self.store.get(table, route_info.params[1])
+                record = None if filtered else self.store.get(table, route_info.params[1])
                 if record is None:
                     raise ApiError(404, NO_RECORD, "Record doesn't exist or ACL restricts the record retrieval")
                 return self._result({name: record[name] for name in fields}, fmt)
             query = tableapi.parse_query(table, params.get("sysparm_query"))
             limit = tableapi.parse_count("sysparm_limit", params.get("sysparm_limit"), DEFAULT_TABLE_LIMIT)
             offset = tableapi.parse_count("sysparm_offset", params.get("sysparm_offset"), 0)
-            rows, total = self.store.query(table, query, limit=limit, offset=offset)
+            rows, total = ([], 0) if filtered else self.store.query(table, query, limit=limit, offset=offset)
         except ApiError as error:
             return self._error(error, fmt)
         response = self._result([{name: row[name] for name in fields} for row in rows], fmt)
@@ -358,6 +436,21 @@ class App:
 
     # ---- test control API ----
 
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The request counters, plus ``sessions`` and ``capacity`` when those gates are on."""
+        snapshot = self.stats.snapshot()
+        if self.sessions is not None:
+            snapshot["sessions"] = self.sessions.snapshot()
+        if self.capacity is not None:
+            snapshot["capacity"] = self.capacity.snapshot()
+        return snapshot
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+        for gate in (self.sessions, self.capacity):
+            if gate is not None:
+                gate.reset()
+
     def control_add_rules(self, payload: Any) -> dict[str, int]:
         rules = parse_rules(payload)
         return {"added": len(rules), "pending": self.faults.add_rules(rules)}
@@ -378,9 +471,9 @@ class App:
         if key == ("GET", "faults"):
             return reply(200, {"rules": self.faults.pending_rules()})
         if key == ("GET", "stats"):
-            return reply(200, self.stats.snapshot())
+            return reply(200, self.stats_snapshot())
         if key == ("POST", "reset"):
-            self.stats.reset()
+            self.reset_stats()
             return reply(200, {"reset": True})
         return Response(
             404,

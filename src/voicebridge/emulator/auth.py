@@ -65,39 +65,42 @@ class Authenticator:
         self._token_ttl = token_ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._access: dict[str, float] = {}  # token -> expiry (clock time)
-        self._refresh: dict[str, float] = {}
+        # token -> (expiry in clock time, the user it acts as). A client_credentials token acts as the OAuth
+        # application user, which here is the one configured user: rate limits then count both ways of signing in.
+        self._access: dict[str, tuple[float, str]] = {}
+        self._refresh: dict[str, tuple[float, str]] = {}
 
-    def check(self, header: str | None) -> None:
-        """Raise a 401 ``ApiError`` unless the Authorization header carries valid basic or bearer credentials."""
+    def check(self, header: str | None) -> str:
+        """The user the Authorization header authenticates (basic or bearer); a 401 ``ApiError`` otherwise."""
         if header is None or not header.strip():
             raise _unauthenticated("Required to provide Auth information")
         scheme = header.strip().split(" ", 1)[0].lower()
         if scheme == "bearer":
             token = header.strip()[len("bearer") :].strip()
             with self._lock:
-                expiry = self._access.get(token)
-                if expiry is not None and expiry <= self._clock():
+                grant = self._access.get(token)
+                if grant is not None and grant[0] <= self._clock():
                     del self._access[token]
-                    expiry = None
-            if expiry is None:
+                    grant = None
+            if grant is None:
                 raise _unauthenticated("Invalid or expired access token")
-            return
+            return grant[1]
         credentials = decode_basic(header)
         if credentials is None:
             raise _unauthenticated("Required to provide Auth information")
         if not (_equal(credentials[0], self._user) and _equal(credentials[1], self._password)):
             raise _unauthenticated("Invalid user name or password")
+        return credentials[0]
 
-    def _issue(self, refresh_token: str | None = None) -> dict[str, Any]:
+    def _issue(self, user: str, refresh_token: str | None = None) -> dict[str, Any]:
         access = secrets.token_urlsafe(48)
         now = self._clock()
         with self._lock:
-            self._access = {token: expiry for token, expiry in self._access.items() if expiry > now}
-            self._access[access] = now + self._token_ttl
+            self._access = {token: grant for token, grant in self._access.items() if grant[0] > now}
+            self._access[access] = (now + self._token_ttl, user)
             if refresh_token is None:
                 refresh_token = secrets.token_urlsafe(48)
-                self._refresh[refresh_token] = now + REFRESH_TOKEN_TTL
+                self._refresh[refresh_token] = (now + REFRESH_TOKEN_TTL, user)
         return {
             "access_token": access,
             "refresh_token": refresh_token,
@@ -122,19 +125,19 @@ class Authenticator:
             raise OAuthError(401, "access_denied", "Invalid client credentials")
         grant_type = form.get("grant_type", "")
         if grant_type == "client_credentials":
-            return self._issue()
+            return self._issue(self._user)
         if grant_type == "password":
             user, password = form.get("username", ""), form.get("password", "")
             if not (_equal(user, self._user) and _equal(password, self._password)):
                 raise OAuthError(401, "access_denied", "Invalid user name or password")
-            return self._issue()
+            return self._issue(user)
         if grant_type == "refresh_token":
             token = form.get("refresh_token", "")
             with self._lock:
-                expiry = self._refresh.get(token)
-            if expiry is None or expiry <= self._clock():
+                refresh = self._refresh.get(token)
+            if refresh is None or refresh[0] <= self._clock():
                 raise OAuthError(401, "access_denied", "Invalid or expired refresh token")
-            return self._issue(refresh_token=token)
+            return self._issue(refresh[1], refresh_token=token)
         if not grant_type:
             raise OAuthError(400, "invalid_request", "Missing grant_type")
         raise OAuthError(400, "unsupported_grant_type", f"Unsupported grant_type {grant_type!r}")

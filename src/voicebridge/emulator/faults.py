@@ -3,7 +3,9 @@
 Scripted rules (``POST /__emulator/faults`` or ``RunningEmulator.add_fault_rules``) take precedence over
 everything random. A rule matches on ``method`` (absent: any) and ``path`` (a regex, ``re.search`` against
 the request path without the query string), fires ``times`` times (default 1) and is then dropped; rules are
-tried in the order they were added.
+tried in the order they were added. Two actions differ: ``filtered_read`` matches Table API reads only, and
+``rate_limited`` is a quota window rather than a count: from the first request it refuses, it refuses every
+matching request for ``retry_after`` seconds (Retry-After counting down), then it is dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ ACTIONS = (
     "accepted_202",  # 202 with an empty body (session queue overflow), not applied
     "failure_sentence",  # 200 {"result": "Exception occurred while saving the transcript"}, not applied
     "truncated",  # apply, then send the response body cut in half (Content-Length of what is sent)
+    "rate_limited",  # 429 + Retry-After/X-RateLimit-* for every matching request for retry_after s (default 60)
+    "filtered_read",  # a Table API read sees no rows (200 [] with X-Total-Count 0; by sys_id: 404)
+    "session_busy",  # 202 with the page a busy session's overflow gets (--sessions), not applied
 )
+DEFAULT_QUOTA_S = 60.0
+# The sys_id a rate-limit answer names in X-RateLimit-Rule (a real instance names its sys_rate_limit_rules row).
+RATE_LIMIT_RULE_ID = "9c6f1e4e1b2f4210a7d9c0ffee5e7a11"
 APPLYING_ACTIONS = ("ambiguous_500", "ambiguous_drop", "delay", "truncated")
 FAILURE_SENTENCE = "Exception occurred while saving the transcript"
 
@@ -60,6 +68,7 @@ class FaultRule:
     delay_ms: float = 0
     result: str | None = None
     remaining: int = 0
+    quota_ends: float | None = None  # rate_limited: when its window, started by its first refusal, ends
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -70,11 +79,15 @@ class FaultRule:
             raise ValueError(f"status must be an HTTP status, got {self.status}")
         if self.delay_ms < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("delay_ms and retry_after must be >= 0")
+        if self.action == "rate_limited" and self.retry_after == 0:
+            raise ValueError("a rate_limited rule needs retry_after > 0 (the length of its quota window)")
         self._pattern = re.compile(self.path)
         self.method = self.method.upper() if self.method else None
         self.remaining = self.times
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, route_kind: str | None = None) -> bool:
+        if self.action == "filtered_read" and route_kind not in (None, "table"):
+            return False  # only a read can be filtered: leave the rule for the read it is meant for
         return (self.method is None or self.method == method) and self._pattern.search(path) is not None
 
     def describe(self) -> dict[str, Any]:
@@ -150,8 +163,7 @@ class FaultEngine:
         self._random = random.Random(options.seed)
         self._clock, self._wall_clock = clock, wall_clock
         self._rate_limit = options.parsed_rate_limit
-        self._window_start = clock()
-        self._window_count = 0
+        self._windows: dict[str, list[float]] = {}  # user -> [window start, requests counted in it]
 
     # scripted
     def add_rules(self, rules: list[FaultRule]) -> int:
@@ -169,16 +181,32 @@ class FaultEngine:
         with self._lock:
             return [rule.describe() for rule in self._rules]
 
-    def take_rule(self, method: str, path: str) -> FaultRule | None:
-        """The first pending rule matching the request, consumed once; None when none matches."""
+    def take_rule(self, method: str, path: str, route_kind: str | None = None) -> FaultRule | None:
+        """The first pending rule matching the request, consumed once; None when none matches.
+
+        ``route_kind`` ("cs", "table", "oauth") lets a ``filtered_read`` rule pass over non-reads.
+        """
         with self._lock:
+            if not self._rules:
+                return None
+            now = self._clock()
+            if any(rule.quota_ends is not None and rule.quota_ends <= now for rule in self._rules):
+                self._rules = [rule for rule in self._rules if rule.quota_ends is None or rule.quota_ends > now]
             for index, rule in enumerate(self._rules):
-                if rule.matches(method, path):
+                if rule.matches(method, path, route_kind):
+                    if rule.action == "rate_limited":
+                        if rule.quota_ends is None:
+                            rule.quota_ends = now + (DEFAULT_QUOTA_S if rule.retry_after is None else rule.retry_after)
+                        return rule  # dropped when its window has passed, not by count
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         del self._rules[index]
                     return rule
         return None
+
+    def quota_left(self, rule: FaultRule) -> float:
+        """Seconds left in a ``rate_limited`` rule's window (0 once it has passed)."""
+        return max(0.0, (rule.quota_ends or 0.0) - self._clock())
 
     # random
     def draw(self) -> RandomDraw:
@@ -198,40 +226,50 @@ class FaultEngine:
         return RandomDraw(delay_s=delay_ms / 1000, fault_status=status, ambiguous=chosen)
 
     # rate limit
-    def rate_limit(self) -> tuple[bool, dict[str, str]]:
-        """Count one request against the window: (allowed, X-RateLimit-* headers). No rule: (True, {})."""
+    def rate_limit(self, user: str = "") -> tuple[bool, dict[str, str]]:
+        """Count one request of ``user`` against their window: (allowed, X-RateLimit-* headers).
+
+        No rule: (True, {}). Refused: ``Retry-After`` is the whole seconds left in the user's window, which for
+        an hourly rule can be most of an hour, as on a real instance.
+        """
         limit = self._rate_limit
         if limit is None:
             return True, {}
         with self._lock:
             now = self._clock()
-            elapsed = now - self._window_start
+            window = self._windows.setdefault(user, [now, 0])
+            elapsed = now - window[0]
             if elapsed >= limit.seconds:
-                self._window_start += math.floor(elapsed / limit.seconds) * limit.seconds
-                self._window_count = 0
-            allowed = self._window_count < limit.requests
+                window[0] += math.floor(elapsed / limit.seconds) * limit.seconds
+                window[1] = 0
+            allowed = window[1] < limit.requests
             if allowed:
-                self._window_count += 1
-            reset_in = max(0.0, self._window_start + limit.seconds - now)
-            remaining = limit.requests - self._window_count
-        headers = {
-            "X-RateLimit-Limit": str(limit.requests),
-            "X-RateLimit-Remaining": str(max(0, remaining)),
-            "X-RateLimit-Reset": str(math.ceil(self._wall_clock() + reset_in)),
-        }
+                window[1] += 1
+            reset_in = max(0.0, window[0] + limit.seconds - now)
+            remaining = limit.requests - int(window[1])
+        headers = self._limit_headers(limit.requests, max(0, remaining), reset_in)
         if not allowed:
             headers["Retry-After"] = str(max(1, math.ceil(reset_in)))
         return allowed, headers
 
+    def _limit_headers(self, limit: int, remaining: int, reset_in: float) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(math.ceil(self._wall_clock() + reset_in)),
+            "X-RateLimit-Rule": RATE_LIMIT_RULE_ID,
+        }
+
+    def quota_headers(self, seconds_left: float) -> dict[str, str]:
+        """Headers of a 429 from an exhausted quota with ``seconds_left`` in its window."""
+        limit = self._rate_limit.requests if self._rate_limit else 1000
+        headers = self._limit_headers(limit, 0, seconds_left)
+        headers["Retry-After"] = str(max(1, math.ceil(seconds_left)))
+        return headers
+
     def throttle_headers(self) -> dict[str, str]:
         """Headers for a random 429: a rate-limit rule's, one second away."""
-        limit = self._rate_limit.requests if self._rate_limit else 1000
-        return {
-            "Retry-After": "1",
-            "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(math.ceil(self._wall_clock() + 1)),
-        }
+        return self.quota_headers(1.0)
 
 
 class Stats:

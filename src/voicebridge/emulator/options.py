@@ -5,10 +5,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voicebridge.emulator.tableapi import TABLES
+
+# A node's defaults when only part of a model is given: ServiceNow queues about 10 requests per session
+# before answering 202 (community and vendor write-ups of session synchronization), and KB0635398 shows an
+# API_INT semaphore pool with a max queue depth of 50.
+DEFAULT_SESSION_QUEUE = 10
+DEFAULT_QUEUE_DEPTH = 50
+MAX_PORT = 65535
+
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most ``requests`` /cs/ requests per fixed window of ``seconds``."""
+    """At most ``requests`` /cs/ requests per user per fixed window of ``seconds`` (ServiceNow: per hour).
+
+    Each authenticated user has their own window, which starts at that user's first counted request.
+    """
 
     requests: int
     seconds: float
@@ -20,6 +32,18 @@ def parse_rate_limit(text: str) -> RateLimit:
     if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
         raise ValueError(f"rate limit must look like N/SECONDS with N >= 1 and SECONDS > 0, got {text!r}")
     return RateLimit(int(match.group(1)), float(match.group(2)))
+
+
+def parse_tables(text: str) -> tuple[str, ...]:
+    """Parse a comma list of Table API tables (``sys_cs_message,interaction``); unknown names are an error."""
+    tables = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [table for table in tables if table not in TABLES]
+    if not tables or unknown:
+        raise ValueError(
+            f"filtered reads must be a comma list of {', '.join(TABLES)}, got {text!r}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return tables
 
 
 def parse_statuses(text: str) -> tuple[int, ...]:
@@ -35,6 +59,15 @@ class EmulatorOptions:
     """Every ``voicebridge emulator`` option, with the CLI's defaults (except ``port``: 0 picks a free one).
 
     ``rate_limit`` takes ``"N/SECONDS"`` or a :class:`RateLimit`; ``seed`` makes faults and jitter repeatable.
+
+    What a real node does, each off by default:
+    - ``sessions``: answers set ``JSESSIONID`` (+ a ``BIGipServer…`` cookie) when the request carried no
+      ``JSESSIONID``; requests carrying one run one at a time per session, at most ``session_queue`` wait
+      and the next is answered 202 (not applied).
+    - ``filtered_reads``: Table API reads of these tables see no rows (200, empty result, X-Total-Count 0;
+      a read by sys_id is 404), as reads filtered by ACLs or before-query business rules.
+    - ``semaphores``: at most this many requests worked at once, ``queue_depth`` wait for one, the rest are
+      answered 429 with ``Retry-After: 1`` at once (the work time of a /cs/ request is ``latency_ms``).
     """
 
     host: str = "127.0.0.1"
@@ -53,8 +86,15 @@ class EmulatorOptions:
     rate_limit: str | RateLimit | None = None
     seed: int | None = None
     script_style_errors: bool = False
+    sessions: bool = False
+    session_queue: int = DEFAULT_SESSION_QUEUE
+    filtered_reads: tuple[str, ...] = ()
+    semaphores: int | None = None
+    queue_depth: int = DEFAULT_QUEUE_DEPTH
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= MAX_PORT:
+            raise ValueError(f"port must be from 0 to {MAX_PORT} (0 picks a free one), got {self.port}")
         for name in ("fault_rate", "ambiguous_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -65,6 +105,16 @@ class EmulatorOptions:
             raise ValueError(f"token_ttl must be > 0, got {self.token_ttl}")
         if isinstance(self.rate_limit, str):
             parse_rate_limit(self.rate_limit)
+        if self.session_queue < 0:
+            raise ValueError(f"session_queue must be >= 0, got {self.session_queue}")
+        if self.semaphores is not None and self.semaphores < 1:
+            raise ValueError(f"semaphores must be >= 1 (or None for no capacity model), got {self.semaphores}")
+        if self.queue_depth < 0:
+            raise ValueError(f"queue_depth must be >= 0, got {self.queue_depth}")
+        if isinstance(self.filtered_reads, str):
+            raise ValueError(f"filtered_reads must be a tuple of table names, got the string {self.filtered_reads!r}")
+        if self.filtered_reads:
+            parse_tables(",".join(self.filtered_reads))
 
     @property
     def parsed_rate_limit(self) -> RateLimit | None:

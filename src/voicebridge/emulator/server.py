@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -108,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Type", response.content_type)
             for name, value in response.headers.items():
                 self.send_header(name, value)
+            for cookie in response.set_cookies:
+                self.send_header("Set-Cookie", cookie)
             self.send_header("Content-Length", str(len(response.body)))
             if response.close:
                 self.send_header("Connection", "close")
@@ -199,11 +203,12 @@ class RunningEmulator:
         return self.app.faults.pending_rules()
 
     def stats(self) -> dict[str, Any]:
-        """``{"total", "by_route": {"POST /cs/voice-interactions/{id}/messages": n}, "by_status", "faults"}``."""
-        return self.app.stats.snapshot()
+        """``{"total", "by_route": {"POST /cs/voice-interactions/{id}/messages": n}, "by_status", "faults"}``,
+        plus ``"sessions"`` (``--sessions``) and ``"capacity"`` (``--semaphores``) when those are on."""
+        return self.app.stats_snapshot()
 
     def reset_stats(self) -> None:
-        self.app.stats.reset()
+        self.app.reset_stats()
 
     def stop(self) -> None:
         if self._stopped:
@@ -224,11 +229,17 @@ class RunningEmulator:
         self.stop()
 
 
-def start_emulator(options: EmulatorOptions | None = None) -> RunningEmulator:
-    """Serve the emulator in a daemon thread; returns once the socket is listening."""
+def start_emulator(
+    options: EmulatorOptions | None = None, *, sleep: Callable[[float], None] = time.sleep
+) -> RunningEmulator:
+    """Serve the emulator in a daemon thread; returns once the socket is listening.
+
+    ``sleep`` is what latency and ``delay`` rules wait with: a test can pass one that blocks until it lets go,
+    to hold requests in flight (in a session, on a semaphore) without depending on timing.
+    """
     options = options or EmulatorOptions()
     store = Store(options.db)
-    app = App(options, store)
+    app = App(options, store, sleep=sleep)
     handler = type("EmulatorHandler", (_Handler,), {"app": app})
     server_class = _Server6 if ":" in options.host else _Server
     try:
