@@ -103,12 +103,15 @@ def test_disconnected_events_rule(template: dict[str, Any]) -> None:
 
 
 def test_role_has_no_wildcard_action_and_scoped_resources(template: dict[str, Any]) -> None:
-    for _, statement in _statements(template):
+    for condition, statement in _statements(template):
         actions = _as_list(statement["Action"])
         assert all("*" not in action for action in actions), statement["Sid"]
         assert statement["Effect"] == "Allow"
         if set(actions) == XRAY_ACTIONS:
             continue  # no resource-level permissions exist for these two
+        if statement["Sid"] == "VpcNetworkInterfaces":
+            assert condition == "HasVpc"  # network interfaces only for a function in a VPC (VpcSubnetIds)
+            continue
         assert statement["Resource"] != "*", statement["Sid"]
 
 
@@ -131,7 +134,11 @@ def test_role_statements_are_exactly_what_the_sweeper_uses(template: dict[str, A
     every_action = {a for _, st in _statements(template) for a in _as_list(st["Action"])}
     assert not every_action & {"dynamodb:Scan", "dynamodb:DeleteItem", "sqs:SendMessage", "logs:CreateLogGroup"}
     conditional = {st["Sid"]: condition for condition, st in _statements(template) if condition}
-    assert conditional == {"DecryptServiceNowSecret": "HasSecretKmsKey", "ConnectContacts": "HasConnectInstance"}
+    assert conditional == {
+        "DecryptServiceNowSecret": "HasSecretKmsKey",
+        "ConnectContacts": "HasConnectInstance",
+        "VpcNetworkInterfaces": "HasVpc",
+    }
 
 
 def test_own_log_group_with_retention(template: dict[str, Any]) -> None:

@@ -25,6 +25,15 @@ pytestmark = pytest.mark.unit
 
 REPO = TEMPLATE_PATH.parent
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# AWSLambdaVPCAccessExecutionRole's EC2 actions: only when the functions run in a VPC (condition HasVpc).
+VPC_ENI_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
 
 # Environment variable -> the parameter (or resource) it is set from.
 ENVIRONMENT = {
@@ -404,14 +413,17 @@ def test_function_uses_only_the_explicit_role(template: dict[str, Any]) -> None:
 
 
 def test_no_wildcard_actions_and_no_wildcard_resources_except_xray(template: dict[str, Any]) -> None:
-    for _, statement in _statements(template):
+    for condition, statement in _statements(template):
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement
         actions = _as_list(statement["Action"])
         for action in actions:
             assert "*" not in action, f"{statement['Sid']}: {action}"
         for resource in _as_list(statement["Resource"]):
-            if resource == "*":
+            if resource == "*" and condition == "HasVpc":
+                # Network interfaces of a function in a VPC, as AWSLambdaVPCAccessExecutionRole grants them.
+                assert set(actions) == VPC_ENI_ACTIONS, statement["Sid"]
+            elif resource == "*":
                 # X-Ray write actions support no resource-level permissions.
                 assert set(actions) <= XRAY_ACTIONS, statement["Sid"]
             else:
@@ -545,6 +557,12 @@ def test_outputs(template: dict[str, Any]) -> None:
         "SweeperFunctionName": {"Ref": "SweeperFunction"},
         "ContactTimelineQueryId": {"Ref": "ContactTimelineQuery"},
         "OperationsDashboardName": {"Ref": "OperationsDashboard"},
+        # read by `voicebridge smoke --stack` (tests/template/test_deploy_template.py)
+        "ServiceNowInstanceUrl": {"Ref": "ServiceNowUrl"},
+        "ServiceNowSecret": {"Ref": "ServiceNowSecretArn"},
+        "SegmentStream": {"Ref": "SegmentStreamArn"},
+        "ConnectInstance": {"Ref": "ConnectInstanceArn"},
+        "AlarmNames": template["Outputs"]["AlarmNames"]["Value"],
         "OperationsDashboardUrl": {
             "Fn::Sub": "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
             "#dashboards:name=${OperationsDashboard}"
