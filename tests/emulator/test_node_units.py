@@ -167,3 +167,9 @@ def test_parse_tables() -> None:
     assert parse_tables("sys_cs_message, interaction,sys_cs_message") == ("sys_cs_message", "interaction")
     with pytest.raises(ValueError, match="comma list of interaction, sys_cs_conversation, sys_cs_message"):
         parse_tables(" , ")
+
+
+def test_a_real_node_is_off_by_default_and_its_documented_defaults() -> None:
+    options = EmulatorOptions()
+    assert (options.sessions, options.filtered_reads, options.semaphores, options.rate_limit) == (False, (), None, None)
+    assert (options.session_queue, options.queue_depth) == (10, 50)  # README "The emulator on its own"
