@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # make bench ARGS=--quick: options for python -m benchmarks (make itself would reject a bare --quick)
 ARGS ?=
 
-.PHONY: help install demo test lint unit template-check bench chaos clean
+.PHONY: help install demo test lint unit template-check bench chaos deploy smoke clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,21 @@ bench: install ## Benchmarks (ratios against baselines measured in the same run)
 
 chaos: install ## Chaos soak: 200 calls x 60 segments under faults, crashes and duplicate deliveries
 	$(BIN)/voicebridge chaos
+
+# make deploy ENV=dev|prod: the environments of samconfig.toml (stack name, parameter overrides, change-set
+# review). sam build needs python3.13 itself (the runtime of the functions and of the layer's wheels).
+ENV ?= dev
+STACK_NAME = $(shell $(BIN)/python -c "import tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))['$(ENV)']['global']['parameters']['stack_name'])" 2>/dev/null)
+
+deploy: install $(SAM) ## sam build + sam deploy --config-env $(ENV) (samconfig.toml); then run `make smoke ENV=$(ENV)`
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { \
+		echo "deploy: sam build needs python3.13 (PATH or pyenv); found $(PYTHON)" >&2; exit 2; }
+	PATH="$$(dirname $$(command -v $(PYTHON))):$$PATH" $(SAM) build --config-env $(ENV) --template template.yaml
+	$(SAM) deploy --config-env $(ENV)
+
+smoke: install ## voicebridge smoke --stack (the stack of ENV in samconfig.toml): is everything in place?
+	@test -n "$(STACK_NAME)" || { echo "smoke: no [$(ENV).global.parameters] stack_name in samconfig.toml" >&2; exit 2; }
+	$(BIN)/voicebridge smoke --stack $(STACK_NAME)
 
 clean: ## Remove virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
