@@ -125,6 +125,8 @@ def test_rate_limited_rule_lasts_for_its_window() -> None:
     assert engine.take_rule("GET", "/api/now/table/interaction") is None and engine.pending_rules() == []
     with pytest.raises(ValueError, match="retry_after > 0"):
         parse_rules([{"action": "rate_limited", "retry_after": 0}])
+    with pytest.raises(ValueError, match="times does not apply"):
+        parse_rules([{"action": "rate_limited", "times": 3}])
 
 
 def test_filtered_read_rules_pass_over_other_routes() -> None:

@@ -9,6 +9,10 @@ Embedding API (the bridge's tests, replay and the demo use these names)::
         requests.post(url, json={"userId": "+1"}, auth=("admin", "admin"))
         emulator.add_fault_rules([{"method": "POST", "path": "/messages$", "action": "ambiguous_drop"}])
         emulator.store.rows("sys_cs_message", "ORDERBYsequence")
+
+    # what a real node does (options.py, gates.py): sessions, per-user hourly quota, filtered reads, capacity
+    EmulatorOptions(sessions=True, rate_limit="1000/3600", filtered_reads=("sys_cs_message",), semaphores=8,
+                    queue_depth=16, latency_ms=100)
 """
 
 from voicebridge.emulator.options import EmulatorOptions, RateLimit

@@ -118,6 +118,8 @@ def parse_rules(payload: Any) -> list[FaultRule]:
         unknown = set(item) - _RULE_FIELDS
         if unknown:
             raise ValueError(f"rule {index} has unknown fields: {', '.join(sorted(unknown))}")
+        if item["action"] == "rate_limited" and "times" in item:
+            raise ValueError(f"rule {index}: a rate_limited rule lasts retry_after seconds; times does not apply")
         try:
             rules.append(
                 FaultRule(
