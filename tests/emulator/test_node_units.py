@@ -106,9 +106,10 @@ def test_rate_limit_windows_are_per_user() -> None:
     now[0] = 600.0
     allowed, headers = engine.rate_limit("a")
     assert not allowed and headers["Retry-After"] == "3000" and headers["X-RateLimit-Reset"] == "4000"
-    assert engine.rate_limit("b")[0]  # b's own window, starting at b's first request
+    assert engine.rate_limit("b")[0] and engine.rate_limit("b")[0]  # b's own window, from b's first request
+    assert engine.rate_limit("b")[1]["Retry-After"] == "3600"
     now[0] = 3600.0
-    assert engine.rate_limit("a")[0]
+    assert engine.rate_limit("a")[0] and not engine.rate_limit("b")[0]
 
 
 def test_rate_limited_rule_lasts_for_its_window() -> None:
