@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("voicebridge.capture", "read a Kinesis stream into a replayable JSON Lines fixture"),
     "trace": ("voicebridge.trace", "one contact's timeline from CloudWatch Logs, its state and parked items"),
     "chaos": ("voicebridge.chaos", "soak: concurrent synthetic calls under faults, crashes and duplicates"),
+    "backfill": ("voicebridge.backfill", "import Contact Lens post-call analysis files from S3 into ServiceNow"),
     "smoke": ("voicebridge.smoke", "after sam deploy: check the secret, ServiceNow, stream mapping, alarms, queues"),
 }
 

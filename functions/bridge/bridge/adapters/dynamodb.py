@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import (
     ConfigurationError,
@@ -27,6 +27,9 @@ from bridge.errors import (
     PermanentError,
 )
 from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet, segment_digest
+
+if TYPE_CHECKING:
+    from bridge.postcall.record import ContactItem, ImportRecord
 
 BATCH_GET_LIMIT = 100
 OPEN_INDEX = "open-idle"
@@ -231,6 +234,52 @@ class DynamoContactStore:
 
     def _put(self, state: ContactState, condition: str, values: dict[str, Any], operation: str) -> None:
         kwargs: dict[str, Any] = {"TableName": self.table, "Item": to_item(state), "ConditionExpression": condition}
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+            kwargs["ExpressionAttributeNames"] = {"#version": "version"}
+        try:
+            self.calls["PutItem"] += 1
+            self.client.put_item(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise translate(exc, self.table, f"PutItem ({operation})") from exc
+
+    # -- historical import (bridge.postcall): its record on the contact item, written only with a condition ----
+
+    def load_import(self, contact_id: str) -> ContactItem | None:
+        """The contact's item as the post-call import sees it (``bridge.postcall.record.ContactItem``), or None."""
+        from bridge.postcall.record import from_item as import_from_item
+
+        try:
+            self.calls["GetItem"] = self.calls.get("GetItem", 0) + 1
+            response = self.client.get_item(
+                TableName=self.table, Key={"contact_id": {"S": contact_id}}, ConsistentRead=True
+            )
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise translate(exc, self.table, "GetItem (import)") from exc
+        item = response.get("Item")
+        return import_from_item(item) if item else None
+
+    def claim_import(self, record: ImportRecord) -> None:
+        """Create the contact's item for an import; ContactConflictError when any item (live or import) exists."""
+        from bridge.postcall.record import to_item as import_to_item
+
+        self._put_import(import_to_item(record), "attribute_not_exists(contact_id)", {}, "claim import")
+
+    def save_import(self, record: ImportRecord, expected_version: int) -> ImportRecord:
+        """Advance an import's record; ContactConflictError when another worker changed it first."""
+        from bridge.postcall.record import to_item as import_to_item
+
+        saved = record.evolve(version=expected_version + 1)
+        self._put_import(
+            import_to_item(saved),
+            "#version = :expected AND attribute_exists(postcall_key)",
+            {":expected": {"N": str(expected_version)}},
+            "save import",
+        )
+        return saved
+
+    def _put_import(self, item: dict[str, Any], condition: str, values: dict[str, Any], operation: str) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item, "ConditionExpression": condition}
         if values:
             kwargs["ExpressionAttributeValues"] = values
             kwargs["ExpressionAttributeNames"] = {"#version": "version"}
