@@ -176,3 +176,30 @@ def test_a_real_node_is_off_by_default_and_its_documented_defaults() -> None:
     options = EmulatorOptions()
     assert (options.sessions, options.filtered_reads, options.semaphores, options.rate_limit) == (False, (), None, None)
     assert (options.session_queue, options.queue_depth) == (10, 50)  # README "The emulator on its own"
+
+
+def test_session_gate_never_lets_more_than_the_limit_wait() -> None:
+    gate = SessionGate(queue_limit=2)
+    running = [0]
+    most_running = [0]
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        for _ in range(300):
+            if gate.enter("s"):
+                with lock:
+                    running[0] += 1
+                    most_running[0] = max(most_running[0], running[0])
+                time.sleep(0)
+                with lock:
+                    running[0] -= 1
+                gate.leave("s")
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    snapshot = gate.snapshot()
+    assert most_running[0] == 1 and snapshot["max_waiting"] <= 2 and snapshot["waiting"] == 0
+    assert snapshot["requests"] + snapshot["busy_202"] == 8 * 300

@@ -75,15 +75,11 @@ class SessionGate:
                 return False
             session.holders += 1
             self._requests += 1
-            contended = session.holders > 1
-            if contended:
+            if session.holders > 1:
                 self._waited += 1
                 self._waiting += 1
                 self._max_waiting = max(self._max_waiting, self._waiting)
         session.lock.acquire()
-        if contended:
-            with self._lock:
-                self._waiting -= 1
         return True
 
     def leave(self, session_id: str) -> None:
@@ -91,7 +87,9 @@ class SessionGate:
         with self._lock:
             session = self._sessions[session_id]
             session.holders -= 1
-            if session.holders == 0:
+            if session.holders:
+                self._waiting -= 1  # counted here, not when the waiter wakes, so the gauge never overshoots
+            else:
                 del self._sessions[session_id]
         session.lock.release()
 
