@@ -14,6 +14,12 @@
   placeholder that is still not JSON (it parks the same way).
 
 Only the capture file holds transcript content; the summary printed on stderr has counts only.
+
+Reading a shard shares its read limits (5 GetRecords calls per second, 2 MB/s) with every other reader, the
+bridge's event source mapping included: capture says so when it starts, waits between calls that return nothing,
+and retries ``ProvisionedThroughputExceededException`` with bounded exponential backoff
+(:data:`THROTTLE_RETRIES` attempts, :data:`THROTTLE_BASE_DELAY_S` doubling up to :data:`THROTTLE_MAX_DELAY_S`)
+before giving up with a clear line.
 """
 
 from __future__ import annotations
@@ -30,16 +36,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from voicebridge import argtypes
 from voicebridge.fixtures import StreamRecord, to_json_line
 from voicebridge.timeparse import parse_moment
 
 CONTENT_KEYS = frozenset({"Content", "PartialContent"})
 GET_RECORDS_LIMIT = 10_000
+THROTTLE_RETRIES = 8  # ~25 s of backoff in all: longer than any burst of the live mapping's reads
+THROTTLE_BASE_DELAY_S = 0.2
+THROTTLE_MAX_DELAY_S = 8.0
+SHARED_LIMITS_NOTE = (
+    "reads share each shard's limits (5 GetRecords calls/s, 2 MB/s) with the live event source mapping; "
+    "throttled reads are retried with backoff, and the bridge may lag a little while this runs"
+)
+TRIM_HORIZON = frozenset({"trim-horizon", "trim_horizon"})
 STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:([a-z0-9-]+):\d{12}:stream/(.+)$")
 
 
 class CaptureError(RuntimeError):
-    """Something the operator must fix (unknown stream, bad timestamp): printed without a traceback."""
+    """Something the operator must fix (unknown stream, bad timestamp): printed without a traceback, exit 2."""
+
+
+class CaptureFailed(RuntimeError):
+    """The capture started but could not finish (the shard stayed throttled): printed without a traceback, exit 1."""
 
 
 @dataclass
@@ -62,6 +81,7 @@ class CaptureReport:
     not_json: int = 0
     redacted_strings: int = 0
     get_records_calls: int = 0
+    throttled: int = 0  # GetRecords calls answered ProvisionedThroughputExceededException (then retried)
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -187,8 +207,7 @@ def read_shard(
     iterator: str | None = kinesis.get_shard_iterator(**kwargs)["ShardIterator"]
     empty_polls = 0
     while iterator:
-        report.get_records_calls += 1
-        response = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+        response = get_records(kinesis, iterator, shard_id, report, sleep)
         records = response.get("Records", [])
         for record in records:
             arrival = _epoch(record["ApproximateArrivalTimestamp"])
@@ -209,8 +228,33 @@ def read_shard(
             continue
         empty_polls += 1
         if empty_polls > options.max_empty_polls:
-            raise CaptureError(f"{shard_id}: {empty_polls} empty GetRecords pages while still behind; giving up")
+            raise CaptureFailed(f"{shard_id}: {empty_polls} empty GetRecords pages while still behind; giving up")
         sleep(options.idle_sleep_s)
+
+
+def get_records(
+    kinesis: Any, iterator: str, shard_id: str, report: CaptureReport, sleep: Callable[[float], None]
+) -> dict[str, Any]:
+    """One GetRecords call, retried with exponential backoff while the shard's read limits are exceeded."""
+    from botocore.exceptions import ClientError
+
+    for attempt in range(THROTTLE_RETRIES + 1):
+        report.get_records_calls += 1
+        try:
+            response: dict[str, Any] = kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+            return response
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ProvisionedThroughputExceededException":
+                raise
+            report.throttled += 1
+            if attempt == THROTTLE_RETRIES:
+                break
+            sleep(min(THROTTLE_MAX_DELAY_S, THROTTLE_BASE_DELAY_S * 2**attempt))
+    raise CaptureFailed(
+        f"{shard_id}: GetRecords throttled {THROTTLE_RETRIES + 1} times in a row "
+        "(ProvisionedThroughputExceededException): the shard's read limits are used by other readers; "
+        "try again later or with --from closer to now"
+    )
 
 
 def capture(
@@ -257,13 +301,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from",
         dest="start",
+        type=_start,
         default="trim-horizon",
         metavar="trim-horizon|TIMESTAMP",
         help="where to start: trim-horizon (default), ISO 8601, epoch seconds or a duration back (2h)",
     )
-    parser.add_argument("--until", metavar="TIMESTAMP", help="stop at records that arrived after this")
+    parser.add_argument(
+        "--until", type=argtypes.moment, metavar="TIMESTAMP", help="stop at records that arrived after this"
+    )
     parser.add_argument("--redact", action="store_true", help="replace transcript content with same-length x runs")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="JSON Lines file to write ('-': stdout)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=argtypes.output_file,
+        metavar="FILE",
+        help="JSON Lines file to write ('-': stdout)",
+    )
+
+
+def _start(text: str) -> str:
+    return text if text.strip().lower() in TRIM_HORIZON else argtypes.moment(text)
 
 
 def run(args: argparse.Namespace, kinesis: Any = None) -> int:
@@ -271,11 +329,12 @@ def run(args: argparse.Namespace, kinesis: Any = None) -> int:
 
     try:
         now = time.time()
-        start = None if args.start.strip().lower() in {"trim-horizon", "trim_horizon"} else parse_time(args.start, now)
+        start = None if args.start.strip().lower() in TRIM_HORIZON else parse_time(args.start, now)
         until = parse_time(args.until, now) if args.until else None
         if start is not None and until is not None and until < start:
             raise CaptureError("--until is before --from")
         options = CaptureOptions(args.stream, args.contact, start, until, args.redact)
+        print(f"voicebridge capture: {SHARED_LIMITS_NOTE}", file=sys.stderr)
         if kinesis is None:
             import boto3
 
@@ -292,14 +351,22 @@ def run(args: argparse.Namespace, kinesis: Any = None) -> int:
     except CaptureError as exc:
         print(f"voicebridge capture: {exc}", file=sys.stderr)
         return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"voicebridge capture: AWS error: {exc}", file=sys.stderr)
+    except OSError as exc:  # the output folder was checked when parsing; this is what is left (disk full...)
+        print(f"voicebridge capture: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except BotoCoreError as exc:  # no credentials or region, endpoint unreachable: the AWS set-up
+        print(f"voicebridge capture: AWS: {exc}", file=sys.stderr)
+        return 2
+    except (CaptureFailed, ClientError) as exc:
+        print(f"voicebridge capture: {'AWS error: ' if isinstance(exc, ClientError) else ''}{exc}", file=sys.stderr)
         return 1
     extras = []
     if report.not_json:
         extras.append(f"{report.not_json} not JSON")
     if args.redact:
         extras.append(f"{report.redacted_strings} content strings redacted")
+    if report.throttled:
+        extras.append(f"{report.throttled} throttled reads retried")
     print(
         f"voicebridge capture: {report.written} of {report.read} records, {len(report.contacts)} contact(s), "
         f"{report.shards} shard(s) -> {args.output}" + (f" ({', '.join(extras)})" if extras else ""),

@@ -730,27 +730,42 @@ def _doubled(report: SoakReport, limit: int = 5) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from voicebridge import argtypes
+
     defaults = SoakOptions()
-    parser.add_argument("--calls", type=int, default=defaults.calls, help="concurrent synthetic calls (default 200)")
-    parser.add_argument("--segments", type=int, default=defaults.segments, help="final transcripts per call (60)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="records per invocation (100)")
-    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate, help="ServiceNow faults (0.10)")
-    parser.add_argument("--crash-rate", type=float, default=defaults.crash_rate, help="crashed invocations (0.05)")
+    count, rate = argtypes.positive_int, argtypes.fraction
+    parser.add_argument("--calls", type=count, default=defaults.calls, help="concurrent synthetic calls (default 200)")
+    parser.add_argument("--segments", type=count, default=defaults.segments, help="final transcripts per call (60)")
     parser.add_argument(
-        "--duplicate-rate", type=float, default=defaults.duplicate_rate, help="duplicated deliveries (0.05)"
+        "--batch-size", type=argtypes.batch_size, default=defaults.batch_size, help="records per invocation (100)"
+    )
+    parser.add_argument("--fault-rate", type=rate, default=defaults.fault_rate, help="ServiceNow faults, 0-1 (0.10)")
+    parser.add_argument("--crash-rate", type=rate, default=defaults.crash_rate, help="crashed invocations, 0-1 (0.05)")
+    parser.add_argument(
+        "--duplicate-rate", type=rate, default=defaults.duplicate_rate, help="duplicated deliveries, 0-1 (0.05)"
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of calls, faults and crashes (1)")
     parser.add_argument(
-        "--max-retries", type=int, default=defaults.max_retries, help="retries before a batch is given up (10)"
+        "--max-retries",
+        type=argtypes.non_negative_int,
+        default=defaults.max_retries,
+        help="retries before a batch is given up (10)",
     )
-    parser.add_argument("--max-workers", type=int, help="the handler's MAX_WORKERS (default: the bridge's default)")
     parser.add_argument(
-        "--read-timeout", type=float, default=defaults.read_timeout_s, help="SERVICENOW_READ_TIMEOUT seconds (0.5)"
+        "--max-workers", type=argtypes.bounded_int(1, 64), help="the handler's MAX_WORKERS, 1-64 (the bridge's default)"
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=argtypes.positive_float,
+        default=defaults.read_timeout_s,
+        help="SERVICENOW_READ_TIMEOUT seconds (0.5)",
     )
     parser.add_argument(
         "--no-timeouts", action="store_true", help="no read timeouts (their share of faults goes to the statuses)"
     )
-    parser.add_argument("--log-level", default=defaults.log_level, help="the handler's log level (WARNING)")
+    parser.add_argument(
+        "--log-level", type=argtypes.log_level, default=defaults.log_level, help="the handler's log level (WARNING)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

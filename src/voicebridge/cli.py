@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand -> (module, one-line help). Each module exposes add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -24,24 +25,50 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__.splitlines()[0] if __doc__ else None)
+class CliParser(argparse.ArgumentParser):
+    """Command-line conventions (README "Command-line conventions"): a bad value is one line on stderr naming the
+    argument and what would be valid, exit status 2; a malformed command line (unknown flag, missing argument)
+    also shows the usage of the subcommand it was meant for."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):  # a value argparse or one of voicebridge.argtypes refused
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        super().error(message)
+
+
+def _build(argv: Sequence[str]) -> tuple[CliParser, dict[str, CliParser]]:
+    parser = CliParser(prog="voicebridge", description=__doc__.splitlines()[0] if __doc__ else None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    by_name: dict[str, CliParser] = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        by_name[name] = subparser
         if name == chosen:  # only the chosen subcommand's module is imported
             module = importlib.import_module(module_name)
             module.add_arguments(subparser)
             subparser.set_defaults(run=module.run)
-    return parser
+    return parser, by_name
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    return _build(argv)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    parser, subparsers = _build(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse would blame the top-level parser (and show its usage); the flag was meant for the subcommand.
+        subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    from bridge.errors import ConfigurationError
+
     try:
         return int(args.run(args))
+    except ConfigurationError as exc:  # names the setting, never a secret's value
+        print(f"voicebridge {args.command}: the handler is not configured: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `voicebridge demo | head`: the reader left, nothing is wrong

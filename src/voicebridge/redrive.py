@@ -11,6 +11,12 @@ new parked messages and the old message is deleted: parking *moves* them, and th
 ``reparked`` by reason. Messages with records that still fail stay in the queue (made visible again at once).
 Redriving twice is harmless: the bridge skips segments it already handed to ServiceNow.
 
+When the queue counts as read to the end: SQS short polls sample a subset of its servers and may answer empty while
+messages wait, so every receive is a long poll (``WaitTimeSeconds`` = ``--wait-seconds``, default 2), and reading
+stops only at an empty long poll after which ``ApproximateNumberOfMessages`` is 0. While the count still says
+otherwise (it lags a little), reading goes on, up to :data:`MAX_EMPTY_POLLS` empty long polls in a row; the report
+then says how many messages the queue still counted. ``--max-messages`` bounds one run in any case.
+
 Where the handler's configuration comes from:
 - default: the environment, exactly as the deployed function reads it (``SERVICENOW_URL``,
   ``SERVICENOW_SECRET_ARN``, ``CONTACT_TABLE``, ``PARKING_QUEUE_URL`` and the optional variables of README
@@ -34,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebridge import argtypes
 from voicebridge.fixtures import StreamRecord
 from voicebridge.replay import (
     ReplayContext,
@@ -47,6 +54,8 @@ from voicebridge.shard import ShardDriver
 NO_CONTACT = "-"  # records parked without a contact id (undecodable, invalid JSON...)
 RECEIVE_VISIBILITY_S = 900  # how long a message read by this run stays hidden from other consumers
 MAX_MESSAGES_DEFAULT = 10_000
+DEFAULT_WAIT_S = 2  # a long poll of any length asks every SQS server; this is how long an empty queue costs
+MAX_EMPTY_POLLS = 5
 
 
 @dataclass
@@ -59,6 +68,7 @@ class RedriveOptions:
     batch_size: int = 100
     max_retries: int = 3
     log_level: str = "WARNING"
+    wait_seconds: int = DEFAULT_WAIT_S
 
 
 @dataclass
@@ -95,6 +105,9 @@ class RedriveReport:
     failed: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)  # matching messages' records by parked reason
     contacts: dict[str, ContactReport] = field(default_factory=dict)
+    # Visible messages the queue still counted when reading stopped (0: read to the end).
+    left_in_queue: int = 0
+    empty_polls: int = 0
 
     @property
     def reparked_total(self) -> int:
@@ -147,20 +160,50 @@ def parse_message(message: dict[str, Any]) -> ParkedMessage | None:
     )
 
 
-def receive_all(sqs: Any, queue_url: str, limit: int) -> list[dict[str, Any]]:
-    """Every visible message up to ``limit``; each stays invisible to others while this run holds it."""
+@dataclass
+class Drained:
+    messages: list[dict[str, Any]]
+    left_in_queue: int  # ApproximateNumberOfMessages when reading stopped (0 unless the limit or patience ran out)
+    empty_polls: int
+
+
+def drain(
+    sqs: Any,
+    queue_url: str,
+    limit: int,
+    wait_seconds: int = DEFAULT_WAIT_S,
+    max_empty_polls: int = MAX_EMPTY_POLLS,
+) -> Drained:
+    """Every message up to ``limit``, read until the queue is really empty (see the module docstring); each stays
+    invisible to other consumers while this run holds it."""
     messages: list[dict[str, Any]] = []
+    empty_polls = 0
     while len(messages) < limit:
         batch = sqs.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=min(10, limit - len(messages)),
             VisibilityTimeout=RECEIVE_VISIBILITY_S,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_seconds,
         ).get("Messages", [])
-        if not batch:
-            break
-        messages.extend(batch)
-    return messages
+        if batch:
+            messages.extend(batch)
+            empty_polls = 0
+            continue
+        empty_polls += 1
+        visible = visible_messages(sqs, queue_url)
+        if visible == 0 or empty_polls >= max_empty_polls:
+            return Drained(messages, visible, empty_polls)
+    return Drained(messages, visible_messages(sqs, queue_url), empty_polls)
+
+
+def visible_messages(sqs: Any, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
+
+def receive_all(sqs: Any, queue_url: str, limit: int, wait_seconds: int = DEFAULT_WAIT_S) -> list[dict[str, Any]]:
+    """Every message up to ``limit`` (:func:`drain` without its counts)."""
+    return drain(sqs, queue_url, limit, wait_seconds).messages
 
 
 def _release(sqs: Any, queue_url: str, receipt_handles: Sequence[str]) -> None:
@@ -188,7 +231,10 @@ def redrive(options: RedriveOptions) -> RedriveReport:
 
     sqs = boto3.client("sqs")
     report = RedriveReport(dry_run=options.dry_run)
-    raw = receive_all(sqs, options.queue_url, options.max_messages)
+    drained = drain(sqs, options.queue_url, options.max_messages, options.wait_seconds)
+    raw = drained.messages
+    report.left_in_queue = drained.left_in_queue
+    report.empty_polls = drained.empty_polls
     chosen: list[ParkedMessage] = []
     release: list[str] = []
     for message in raw:
@@ -250,6 +296,8 @@ def _invoke(chosen: Sequence[ParkedMessage], options: RedriveOptions) -> tuple[s
 
     factory.reset()
     bridge = factory.get_bridge()
+    # A redrive *moves* what fails again into a new parked message before deleting the old one: park every time.
+    bridge.processor.park_once = False
     bridge.processor.observers.append(observe)
     try:
         for records in groups.values():
@@ -303,7 +351,7 @@ def format_report(report: RedriveReport) -> str:
         for contact in report.contacts.values():
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(contact.reasons.items()))
             lines.append(f"{contact.contact_id[:40]:<40} {contact.messages:>8} {contact.records:>8}  {reasons}")
-        return "\n".join(lines)
+        return "\n".join(lines + _unread(report))
     lines = [f"{'contact':<40} {'messages':>8} {'records':>8} {'ok':>6} {'reparked':>8} {'failed':>6}"]
     for c in report.contacts.values():
         lines.append(
@@ -315,7 +363,16 @@ def format_report(report: RedriveReport) -> str:
         f" · records redriven {report.records} · succeeded {report.succeeded} · reparked {report.reparked_total}"
         f" ({reparked}; moved to new parked messages) · failed {report.failed} (left in the queue)"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + _unread(report))
+
+
+def _unread(report: RedriveReport) -> list[str]:
+    if not report.left_in_queue:
+        return []
+    return [
+        f"stopped with the queue still counting {report.left_in_queue} visible message(s) "
+        f"({report.empty_polls} empty long polls in a row, or --max-messages reached): run redrive again"
+    ]
 
 
 @contextlib.contextmanager
@@ -330,9 +387,7 @@ def _handler_environment(args: argparse.Namespace) -> Iterator[str]:
         with environment_overlay(quiet):
             yield args.queue_url or os.environ.get("PARKING_QUEUE_URL", "")
         return
-    target = ServiceNowTarget(
-        args.servicenow_url.rstrip("/"), args.user, args.password, args.client_id, args.client_secret
-    )
+    target = ServiceNowTarget(args.servicenow_url, args.user, args.password, args.client_id, args.client_secret)
     environment = ensure_resources(args.table, target)
     environment.update(quiet, CALLER_LOOKUP="none", AGENT_LOOKUP="none", CONNECT_INSTANCE_ALIAS="example")
     with environment_overlay(environment):
@@ -346,16 +401,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--contact", action="append", default=[], metavar="ID", help="only this contact (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
-    parser.add_argument("--max-messages", type=int, default=MAX_MESSAGES_DEFAULT, help="read at most N messages")
-    parser.add_argument("--batch-size", type=int, default=100, help="records per invocation (default 100)")
-    parser.add_argument("--max-retries", type=int, default=3, help="redeliveries of one position before giving up")
-    parser.add_argument("--servicenow-url", help="configure the handler like replay instead of from the environment")
+    parser.add_argument(
+        "--max-messages",
+        type=argtypes.positive_int,
+        default=MAX_MESSAGES_DEFAULT,
+        help=f"read at most N messages (default {MAX_MESSAGES_DEFAULT})",
+    )
+    parser.add_argument(
+        "--wait-seconds",
+        type=argtypes.bounded_int(1, 20),
+        default=DEFAULT_WAIT_S,
+        help=f"each receive's long poll, 1-20 s; an empty queue costs one of them (default {DEFAULT_WAIT_S})",
+    )
+    parser.add_argument(
+        "--batch-size", type=argtypes.batch_size, default=100, help="records per invocation, 1-10000 (default 100)"
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=argtypes.non_negative_int,
+        default=3,
+        help="redeliveries of one position before giving up (default 3)",
+    )
+    parser.add_argument(
+        "--servicenow-url",
+        type=argtypes.http_url,
+        help="configure the handler like replay instead of from the environment",
+    )
     parser.add_argument("--user", default=os.environ.get("SERVICENOW_USER", ""), help="basic auth user")
     parser.add_argument("--password", default=os.environ.get("SERVICENOW_PASSWORD", ""), help="basic auth password")
     parser.add_argument("--client-id", default="", help="OAuth client id (client credentials grant)")
     parser.add_argument("--client-secret", default=os.environ.get("SERVICENOW_CLIENT_SECRET", ""))
     parser.add_argument("--table", help="with --servicenow-url: the DynamoDB contact table (created if missing)")
-    parser.add_argument("--log-level", default="WARNING", help="the handler's log level (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        type=argtypes.log_level,
+        default="WARNING",
+        help="the handler's log level; its JSON lines go to stderr (default WARNING)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -369,11 +451,21 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    if args.max_messages < 1 or args.batch_size < 1:
-        print("voicebridge redrive: --max-messages and --batch-size must be at least 1", file=sys.stderr)
-        return 2
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from bridge.errors import ConfigurationError
 
+    try:
+        return _run(args)
+    except ConfigurationError as exc:  # names the variable, never a value
+        print(f"voicebridge redrive: the handler is not configured: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:  # no AWS configuration, or a queue that does not exist
+        print(f"voicebridge redrive: AWS: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     with _handler_environment(args) as queue_url:
         if not queue_url:
             print("voicebridge redrive: set --queue-url or PARKING_QUEUE_URL", file=sys.stderr)
@@ -386,13 +478,10 @@ def run(args: argparse.Namespace) -> int:
             max_messages=args.max_messages,
             batch_size=args.batch_size,
             max_retries=args.max_retries,
-            log_level=args.log_level.upper(),
+            log_level=args.log_level,
+            wait_seconds=args.wait_seconds,
         )
-        try:
-            report = redrive(options)
-        except ConfigurationError as exc:  # names the variable, never a value
-            print(f"voicebridge redrive: the handler is not configured: {exc}", file=sys.stderr)
-            return 2
+        report = redrive(options)
     print(format_report(report))
     return 1 if report.failed else 0
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from voicebridge import argtypes
 from voicebridge.timeparse import parse_moment
 
 # The one copy of the query (template.yaml's ContactTimelineQuery holds the same text; a test asserts it).
@@ -459,19 +460,37 @@ def trace(
     return "\n".join(sections)
 
 
+def _contact_id(text: str) -> str:
+    if not CONTACT_ID_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected an Amazon Connect contact id (letters, digits, '-', '_', '.', ':'), got {text[:80]!r}"
+        )
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact_id", metavar="CONTACT_ID", help="the Amazon Connect contact id")
-    parser.add_argument("--since", default="24h", help="start of the window: 30m, 24h, 7d, ISO 8601 or epoch (24h)")
-    parser.add_argument("--until", help="end of the window (default: now), same forms as --since")
+    parser.add_argument("contact_id", type=_contact_id, metavar="CONTACT_ID", help="the Amazon Connect contact id")
+    parser.add_argument(
+        "--since",
+        type=argtypes.moment,
+        default="24h",
+        help="start of the window: 30m, 24h, 7d, ISO 8601 or epoch (24h)",
+    )
+    parser.add_argument("--until", type=argtypes.moment, help="end of the window (default: now), same forms as --since")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--log-group", help="the bridge's log group name")
     where.add_argument("--stack", help="read the log group, table and parking queue from this stack's outputs")
     parser.add_argument("--table", help="the contact table (default: from --stack)")
     parser.add_argument("--queue-url", help="the parking queue URL (default: from --stack)")
-    parser.add_argument("--query-timeout", type=float, default=60.0, help="seconds to wait for Logs Insights (60)")
+    parser.add_argument(
+        "--query-timeout",
+        type=argtypes.positive_float,
+        default=60.0,
+        help="seconds to wait for Logs Insights (60)",
+    )
     parser.add_argument(
         "--peek-visibility",
-        type=int,
+        type=argtypes.bounded_int(1, 43_200),  # SQS visibility timeouts go up to 12 hours
         default=30,
         help="seconds parked messages may stay hidden while the queue is scanned (30); restored right after",
     )
@@ -499,7 +518,10 @@ def run(args: argparse.Namespace, clients: Clients | None = None) -> int:
     except TraceError as exc:
         print(f"voicebridge trace: {exc}", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError) as exc:
+    except BotoCoreError as exc:  # no credentials or region, endpoint unreachable: the AWS set-up
+        print(f"voicebridge trace: AWS: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
         print(f"voicebridge trace: AWS error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -20,11 +20,12 @@ pytestmark = pytest.mark.functional
 def run_redrive(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     parser = argparse.ArgumentParser()
     redrive.add_arguments(parser)
-    code = redrive.run(parser.parse_args(list(argv)))
+    code = redrive.run(parser.parse_args(["--wait-seconds", "1", *argv]))  # the last, empty long poll: 1 s
     return code, capsys.readouterr().out
 
 
 def report(stack: Stack, **options: Any) -> redrive.RedriveReport:
+    options.setdefault("wait_seconds", 1)
     return redrive.redrive(redrive.RedriveOptions(queue_url=stack.environment["PARKING_QUEUE_URL"], **options))
 
 
@@ -40,7 +41,7 @@ def peek(stack: Stack) -> list[str]:
     """The queue's bodies, left in the queue (made visible again)."""
     sqs = boto3.client("sqs")
     queue = stack.environment["PARKING_QUEUE_URL"]
-    messages = redrive.receive_all(sqs, queue, 100)
+    messages = redrive.receive_all(sqs, queue, 100, wait_seconds=1)
     for message in messages:
         sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
     return [m["Body"] for m in messages]
