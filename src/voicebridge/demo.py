@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from voicebridge.fixtures import load_fixtures
+from voicebridge import argtypes
+from voicebridge.fixtures import FixtureError, load_fixtures
 from voicebridge.replay import ReplayOptions, format_report, replay_session
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,14 +58,27 @@ def render_transcript(interaction: dict[str, Any], messages: list[dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("fixture", nargs="?", default=str(DEFAULT_FIXTURE), help="default: events/full-call.jsonl")
-    parser.add_argument("--batch-size", type=int, default=10, help="records per invocation (default 10)")
+    parser.add_argument(
+        "fixture",
+        nargs="?",
+        metavar="FIXTURE",
+        type=argtypes.readable_file,
+        default=str(DEFAULT_FIXTURE),
+        help="default: events/full-call.jsonl",
+    )
+    parser.add_argument(
+        "--batch-size", type=argtypes.batch_size, default=10, help="records per invocation, 1-10000 (default 10)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from voicebridge.emulator.tableclient import read_transcript
 
-    records = load_fixtures([args.fixture])
+    try:
+        records = load_fixtures([args.fixture])
+    except FixtureError as exc:
+        print(f"voicebridge demo: {exc}", file=sys.stderr)
+        return 2
     print(
         f"voicebridge demo: {len(records)} Contact Lens records from {args.fixture} through the Lambda handler "
         f"in batches of {args.batch_size}"

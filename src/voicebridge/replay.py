@@ -16,17 +16,13 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
+from voicebridge import argtypes
 from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
-from voicebridge.shard import (
-    DeliveryReport,
-    ShardDriver,
-    arrival_polling,
-    batching_window_argument,
-    progress_printer,
-)
+from voicebridge.shard import DeliveryReport, ShardDriver, progress_printer
 
 # Replay runs the handler with POWERTOOLS_METRICS_DISABLED: the bridge then adds no metrics, and Powertools warns on
 # every invocation that there were none. Tooling only; the deployed function never imports this module.
@@ -35,6 +31,12 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 REPLAY_QUEUE = "voicebridge-replay-parking"
 REPLAY_SECRET = "voicebridge/replay/servicenow"
 DEFAULT_TABLE = "voicebridge-replay-contacts"
+EXISTING_CHECK_LIMIT = 50  # contacts looked up in ServiceNow before a replay without --table (one GET each)
+
+if TYPE_CHECKING:
+    from bridge.factory import Bridge
+    from bridge.models import ContactEvent, ContactState
+    from bridge.runner import ContactOutcome, ContactRunner
 
 
 @dataclass
@@ -61,7 +63,6 @@ class ReplayOptions:
     servicenow: ServiceNowTarget | None = None  # None: start the embedded emulator
     batch_size: int = 100
     speed: float | None = None  # None: as fast as possible; 1.0: real time
-    batching_window_s: float = 0.0  # with speed: MaximumBatchingWindowInSeconds of the simulated mapping
     historical: bool = False
     table: str | None = None  # None: in-process moto
     max_retries: int = 5
@@ -69,6 +70,9 @@ class ReplayOptions:
     forward_notes: bool = True
     progress: bool = False
     extra_environment: dict[str, str] = field(default_factory=dict)
+    # Before the first batch, look up the fixtures' contacts in ServiceNow and warn on stderr about those that
+    # already have an interaction (in-process state starts empty: each would get a second one).
+    warn_existing: bool = False
 
 
 @dataclass
@@ -85,6 +89,46 @@ class ContactSummary:
 
 
 @dataclass
+class ErrorNote:
+    first: str  # the first error of its class, as one line without content
+    count: int = 1
+
+
+@dataclass
+class ErrorNotes:
+    """The first error of each class the handler met (retried, parked or a function error), and how often."""
+
+    by_class: dict[str, ErrorNote] = field(default_factory=dict)
+
+    def add(self, reason_class: str, text: str) -> None:
+        note = self.by_class.get(reason_class)
+        if note is None:
+            self.by_class[reason_class] = ErrorNote(text)
+        else:
+            note.count += 1
+
+
+def describe_error(error: Mapping[str, Any], fallback: str) -> str:
+    """One line for an error's data (``bridge.processor.error_data``): status, message, operation, transaction;
+    never a request or response body."""
+    message = str(error.get("message") or fallback)
+    error_class = str(error.get("error_class") or "")
+    if "operation" not in error:  # not a ServiceNow error
+        return f"{error_class}: {message}" if error_class else message
+    status = error.get("status")
+    if status:
+        text = f"{status} {message}"
+    elif error_class == "ServiceNowUnavailableError":
+        text = f"ServiceNow unreachable: {message}"
+    else:
+        text = f"ServiceNow: {message}"
+    extras = [str(error["operation"])] if error.get("operation") else []
+    if error.get("transaction_id"):
+        extras.append(f"transaction {error['transaction_id']}")
+    return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+@dataclass
 class ReplayReport:
     servicenow: ServiceNowTarget
     delivery: DeliveryReport
@@ -92,6 +136,7 @@ class ReplayReport:
     parked_records: int
     parked_reasons: dict[str, int]
     rejected_records: int
+    errors: ErrorNotes = field(default_factory=ErrorNotes)
 
     @property
     def failed(self) -> bool:
@@ -194,16 +239,23 @@ def ensure_resources(table: str, target: ServiceNowTarget) -> dict[str, str]:
 
 @contextlib.contextmanager
 def bridge_log_level(level: str | int) -> Iterator[None]:
-    """The bridge logger's level for the block, restored after: it is one logger per process, shared by every
-    replay, redrive and test in it."""
+    """The bridge logger's level for the block, and its JSON lines on stderr (a command's report owns stdout);
+    both restored after: it is one logger per process, shared by every replay, redrive and test in it."""
+    import logging
+
     from bridge.log import logger
 
     previous = logger.log_level
+    handler = logger.registered_handler
+    stream_handler = handler if isinstance(handler, logging.StreamHandler) else None
+    stream = stream_handler.setStream(sys.stderr) if stream_handler is not None else None
     logger.setLevel(level)
     try:
         yield
     finally:
         logger.setLevel(previous)
+        if stream_handler is not None and stream is not None:
+            stream_handler.setStream(stream)
 
 
 def offline_handler_environment(metrics_namespace: str = "voicebridge-replay") -> dict[str, str]:
@@ -216,6 +268,9 @@ def offline_handler_environment(metrics_namespace: str = "voicebridge-replay") -
         "CALLER_LOOKUP": "none",
         "AGENT_LOOKUP": "none",
         "CONNECT_INSTANCE_ALIAS": "example",
+        # Replay reports a failure at once instead of holding the shard through an outage (the deployed function
+        # holds it; tests of the hold set this themselves).
+        "OUTAGE_HOLD_SECONDS": "0",
     }
 
 
@@ -256,14 +311,19 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
     from bridge.processor import BatchResult
 
     factory.reset()
-    bridge = factory.get_bridge()
+    bridge = factory.get_bridge()  # ConfigurationError here: the caller says which setting, before any batch
+    if options.warn_existing:
+        warn_existing_interactions(bridge, records)
     contacts: dict[str, ContactSummary] = {}
     parked: dict[str, int] = {}
     rejected = 0
+    errors = ErrorNotes()
 
     def observe(result: BatchResult) -> None:
         nonlocal rejected
         rejected += len(result.rejected)
+        for item in result.parked:
+            errors.add(item.reason_class, describe_error(item.error, item.reason))
         for outcome in result.outcomes:
             summary = contacts.setdefault(outcome.contact_id, ContactSummary(outcome.contact_id))
             summary.interaction_id = outcome.interaction_id or summary.interaction_id
@@ -278,7 +338,16 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
             if item.contact_id:
                 contacts.setdefault(item.contact_id, ContactSummary(item.contact_id)).parked += len(item.records)
 
+    def invoke_handler(event: dict[str, Any]) -> Any:
+        try:
+            return lambda_handler(event, ReplayContext())
+        except Exception as exc:  # a function error: the shard driver redelivers, the report says why
+            errors.add("function_error", f"{type(exc).__name__}: {exc}")
+            raise
+
     bridge.processor.observers.append(observe)
+    runner = bridge.processor.runner
+    bridge.processor.runner = cast("ContactRunner", _NotingRunner(runner, errors))
     progress = progress_printer("replay", len(records)) if options.progress else None
     try:
         if options.historical:
@@ -298,19 +367,85 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
         else:
             driver = ShardDriver(
                 records,
-                lambda event: lambda_handler(event, ReplayContext()),
+                invoke_handler,
                 batch_size=options.batch_size,
                 max_retries=options.max_retries,
-                polling=arrival_polling(records, options.speed, options.batching_window_s) if options.speed else None,
+                pace=_pacer(records, options.speed) if options.speed else None,
                 on_batch=progress,
             )
             delivery = driver.run()
     finally:
+        bridge.processor.runner = runner
         bridge.processor.observers.remove(observe)
         if progress is not None:
             sys.stderr.write("\n")
     factory.reset()
-    return ReplayReport(target, delivery, contacts, sum(parked.values()), parked, rejected)
+    return ReplayReport(target, delivery, contacts, sum(parked.values()), parked, rejected, errors)
+
+
+class _NotingRunner:
+    """The bridge's contact runner, noting the errors the processor turns into redeliveries (parked ones reach
+    the observer with their error's data; a retried one only leaves its class in the outcome)."""
+
+    def __init__(self, runner: ContactRunner, errors: ErrorNotes) -> None:
+        self.runner = runner
+        self.errors = errors
+
+    def __getattr__(self, name: str) -> Any:  # everything but run() is the real runner's
+        return getattr(self.runner, name)
+
+    def run(
+        self, events: list[ContactEvent], state: ContactState | None, deadline: float, historical: bool
+    ) -> ContactOutcome:
+        from bridge.errors import RetryableError
+        from bridge.processor import error_data
+
+        try:
+            return self.runner.run(events, state, deadline, historical)
+        except RetryableError as exc:
+            self.errors.add(exc.reason_class, describe_error(error_data(exc), str(exc)))
+            raise
+
+
+def warn_existing_interactions(bridge: Bridge, records: Sequence[StreamRecord]) -> None:
+    """Warn (stderr) about contacts of these records that already have an interaction in ServiceNow: without
+    --table the replay's state starts empty, so each of them would get a second interaction. Never fails the
+    replay: a lookup that cannot be made is said and the replay goes on (its report then names the error)."""
+    from bridge.errors import BridgeError
+
+    contacts = list(dict.fromkeys(contact_of(record) for record in records))
+    checked = contacts[:EXISTING_CHECK_LIMIT]
+    found: list[tuple[str, str]] = []
+    # One attempt's worth of time: this is a courtesy check, the replay's own requests retry properly.
+    bridge.servicenow.deadline = time.monotonic() + 10.0
+    try:
+        for contact in checked:
+            interaction = bridge.servicenow.find_interaction(contact)
+            if interaction:
+                found.append((contact, interaction))
+    except BridgeError as exc:
+        description = describe_error(_error_data(exc), str(exc))
+        print(f"voicebridge replay: could not check for existing interactions: {description}", file=sys.stderr)
+        return
+    finally:
+        bridge.servicenow.deadline = None
+    if not found:
+        return
+    examples = ", ".join(f"{contact} ({interaction})" for contact, interaction in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    scope = f" (the first {len(checked)} of {len(contacts)})" if len(checked) < len(contacts) else ""
+    print(
+        f"voicebridge replay: warning: ServiceNow already has an interaction for {len(found)} of {len(checked)} "
+        f"contact(s) checked{scope}: {examples}{more}; this replay's state starts empty, so each gets a second "
+        f"interaction (pass --table to keep state between replays)",
+        file=sys.stderr,
+    )
+
+
+def _error_data(exc: BaseException) -> dict[str, Any]:
+    from bridge.processor import error_data
+
+    return error_data(exc)
 
 
 def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]]:
@@ -318,6 +453,19 @@ def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]
     for record in records:
         groups.setdefault(contact_of(record), []).append(record)
     return groups
+
+
+def _pacer(records: Sequence[StreamRecord], speed: float) -> Any:
+    first = min((r.arrival_timestamp for r in records), default=0.0)
+    started = time.monotonic()
+
+    def pace(batch: Sequence[StreamRecord]) -> None:
+        due = started + (batch[-1].arrival_timestamp - first) / speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    return pace
 
 
 def format_report(report: ReplayReport) -> str:
@@ -338,6 +486,10 @@ def format_report(report: ReplayReport) -> str:
         f" · function errors {delivery.function_errors} · given up {len(delivery.given_up)} · parked "
         f"{report.parked_records} ({reasons}) · {delivery.wall_seconds:.2f}s"
     )
+    if report.errors.by_class:
+        lines.append("why (the first error of each class; the handler's log lines on stderr have them all):")
+        for reason_class, note in sorted(report.errors.by_class.items()):
+            lines.append(f"  {reason_class} x{note.count}: {note.first}")
     return "\n".join(lines)
 
 
@@ -346,27 +498,29 @@ def _yes(flag: bool) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("fixtures", nargs="+", metavar="FIXTURE", help="Kinesis event JSON or JSON Lines files")
-    parser.add_argument("--servicenow-url", help="a running emulator or real instance (default: embedded emulator)")
+    parser.add_argument(
+        "fixtures",
+        nargs="+",
+        metavar="FIXTURE",
+        type=argtypes.readable_file,
+        help="Kinesis event JSON or JSON Lines files",
+    )
+    parser.add_argument(
+        "--servicenow-url",
+        type=argtypes.http_url,
+        help="a running emulator or real instance (default: embedded emulator)",
+    )
     parser.add_argument("--user", default=os.environ.get("SERVICENOW_USER", ""), help="basic auth user")
     parser.add_argument("--password", default=os.environ.get("SERVICENOW_PASSWORD", ""), help="basic auth password")
     parser.add_argument("--client-id", default="", help="OAuth client id (client credentials grant)")
     parser.add_argument("--client-secret", default=os.environ.get("SERVICENOW_CLIENT_SECRET", ""))
-    parser.add_argument("--batch-size", type=int, default=100, help="records per invocation (default 100)")
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--realtime",
-        action="store_true",
-        help="deliver at the records' arrival pace, as the event source mapping polls (about once a second)",
-    )
-    pace.add_argument("--speed", type=float, help="arrival pace multiplied by X (2 = twice as fast)")
     parser.add_argument(
-        "--batching-window",
-        type=batching_window_argument,
-        default=0.0,
-        metavar="SECONDS",
-        help="with --realtime/--speed: gather records this long before invoking, as MaximumBatchingWindowInSeconds "
-        "(0-300, default 0)",
+        "--batch-size", type=argtypes.batch_size, default=100, help="records per invocation, 1-10000 (default 100)"
+    )
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="deliver at the records' arrival pace")
+    pace.add_argument(
+        "--speed", type=argtypes.positive_float, help="arrival pace multiplied by X > 0 (2 = twice as fast)"
     )
     parser.add_argument(
         "--historical",
@@ -374,9 +528,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send each finished call in one POST /cs/voice-interactions/transcript",
     )
     parser.add_argument("--table", help="use this DynamoDB table via the standard AWS configuration")
-    parser.add_argument("--max-retries", type=int, default=5, help="redeliveries of one position before giving up")
+    parser.add_argument(
+        "--max-retries",
+        type=argtypes.non_negative_int,
+        default=5,
+        help="redeliveries of one position before giving up (default 5)",
+    )
     parser.add_argument("--no-notes", action="store_true", help="do not forward categories and summaries")
-    parser.add_argument("--log-level", default="WARNING", help="the handler's log level (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        type=argtypes.log_level,
+        default="WARNING",
+        help="the handler's log level; its JSON lines go to stderr (default WARNING)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -393,22 +557,27 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        target = ServiceNowTarget(
-            args.servicenow_url.rstrip("/"), args.user, args.password, args.client_id, args.client_secret
-        )
+        target = ServiceNowTarget(args.servicenow_url, args.user, args.password, args.client_id, args.client_secret)
     options = ReplayOptions(
         servicenow=target,
         batch_size=args.batch_size,
         speed=1.0 if args.realtime else args.speed,
-        batching_window_s=args.batching_window,
         historical=args.historical,
         table=args.table,
         max_retries=args.max_retries,
         log_level=args.log_level.upper(),
         forward_notes=not args.no_notes,
         progress=sys.stderr.isatty(),
+        # State lives in ServiceNow and in the table; without --table only ServiceNow remembers a previous replay.
+        warn_existing=target is not None and args.table is None,
     )
-    report = replay(records, options)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        report = replay(records, options)
+    except (BotoCoreError, ClientError) as exc:  # --table with an AWS configuration that does not work
+        print(f"voicebridge replay: AWS: {exc}", file=sys.stderr)
+        return 2
     print(format_report(report))
     return 1 if report.failed else 0
 
