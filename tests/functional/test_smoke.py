@@ -250,7 +250,7 @@ def test_a_healthy_stack_passes_every_check_and_leaves_one_closed_probe(
     assert lines[-1] == "smoke: 10 passed, 0 failed, 0 not checked"
     assert "basic auth (username, password)" in line(lines, "secret")
     assert f"mapping {deployed.mapping_uuid} Enabled on {STACK}-segments" in line(lines, "event source mapping")
-    assert "5 exist" in line(lines, "alarms")
+    assert "5 exist (5 without actions: set AlarmTopicArn to be notified)" in line(lines, "alarms")
     stubber.assert_no_pending_responses()
     (probe,) = probe_interactions(emulator)
     assert probe["state"] == "closed_complete"
@@ -525,3 +525,37 @@ def test_bad_arguments(aws: None, capsys: pytest.CaptureFixture[str], argv: tupl
     assert code == 2
     assert lines == []
     assert err.count("\n") == 1 and err.startswith("voicebridge smoke: ") and message in err
+
+
+def test_mapping_that_reports_a_problem(
+    aws: None, emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # moto never reports a processing problem: Lambda's own answer is stubbed.
+    deployed = deploy_fake_stack(emulator.url)
+    awslambda = boto3.client("lambda")
+    stubber = Stubber(awslambda)
+    problem = "PROBLEM: Function call failed"
+    stubber.add_response(
+        "list_event_source_mappings",
+        {
+            "EventSourceMappings": [
+                {
+                    "UUID": deployed.mapping_uuid,
+                    "EventSourceArn": deployed.stream_arn,
+                    "State": "Enabled",
+                    "LastProcessingResult": problem,
+                }
+            ]
+        },
+        {"FunctionName": deployed.function},
+    )
+    stubber.activate()
+    args = cli.build_parser(["smoke"]).parse_args(["smoke", "--stack", STACK])
+    clients = smoke.Clients.from_environment()
+    clients.lambda_ = awslambda
+
+    code = smoke.run(args, clients=clients)
+
+    assert code == 1
+    mapping = line(capsys.readouterr().out.splitlines(), "event source mapping")
+    assert mapping.startswith("✗ ") and f"reports {problem}" in mapping
