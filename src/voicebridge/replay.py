@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from voicebridge import argtypes
 from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
-from voicebridge.shard import DeliveryReport, ShardDriver, progress_printer
+from voicebridge.shard import (
+    DeliveryReport,
+    ShardDriver,
+    arrival_polling,
+    batching_window_argument,
+    progress_printer,
+)
 
 # Replay runs the handler with POWERTOOLS_METRICS_DISABLED: the bridge then adds no metrics, and Powertools warns on
 # every invocation that there were none. Tooling only; the deployed function never imports this module.
@@ -63,6 +69,7 @@ class ReplayOptions:
     servicenow: ServiceNowTarget | None = None  # None: start the embedded emulator
     batch_size: int = 100
     speed: float | None = None  # None: as fast as possible; 1.0: real time
+    batching_window_s: float = 0.0  # with speed: MaximumBatchingWindowInSeconds of the simulated mapping
     historical: bool = False
     table: str | None = None  # None: in-process moto
     max_retries: int = 5
@@ -370,7 +377,7 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
                 invoke_handler,
                 batch_size=options.batch_size,
                 max_retries=options.max_retries,
-                pace=_pacer(records, options.speed) if options.speed else None,
+                polling=arrival_polling(records, options.speed, options.batching_window_s) if options.speed else None,
                 on_batch=progress,
             )
             delivery = driver.run()
@@ -455,19 +462,6 @@ def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]
     return groups
 
 
-def _pacer(records: Sequence[StreamRecord], speed: float) -> Any:
-    first = min((r.arrival_timestamp for r in records), default=0.0)
-    started = time.monotonic()
-
-    def pace(batch: Sequence[StreamRecord]) -> None:
-        due = started + (batch[-1].arrival_timestamp - first) / speed
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-    return pace
-
-
 def format_report(report: ReplayReport) -> str:
     lines = [
         f"{'contact':<38} {'interaction':<33} {'opened':>6} {'sent':>5} {'notes':>5} {'dups':>5} "
@@ -518,9 +512,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=argtypes.batch_size, default=100, help="records per invocation, 1-10000 (default 100)"
     )
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", action="store_true", help="deliver at the records' arrival pace")
+    pace.add_argument(
+        "--realtime",
+        action="store_true",
+        help="deliver at the records' arrival pace, as the event source mapping polls (about once a second)",
+    )
     pace.add_argument(
         "--speed", type=argtypes.positive_float, help="arrival pace multiplied by X > 0 (2 = twice as fast)"
+    )
+    parser.add_argument(
+        "--batching-window",
+        type=batching_window_argument,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --realtime/--speed: gather records this long before invoking, as MaximumBatchingWindowInSeconds "
+        "(0-300, default 0)",
     )
     parser.add_argument(
         "--historical",
@@ -562,6 +568,7 @@ def run(args: argparse.Namespace) -> int:
         servicenow=target,
         batch_size=args.batch_size,
         speed=1.0 if args.realtime else args.speed,
+        batching_window_s=args.batching_window,
         historical=args.historical,
         table=args.table,
         max_retries=args.max_retries,
