@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # make bench ARGS=--quick: options for python -m benchmarks (make itself would reject a bare --quick)
 ARGS ?=
 
-.PHONY: help install demo test lint unit template-check bench chaos deploy smoke clean
+.PHONY: help install demo demo-historical test lint unit template-check bench chaos deploy smoke clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ $(SAM): layers/sam-requirements.txt
 
 demo: install ## Replay a recorded call through the real handler against the embedded emulator; print what ServiceNow stored
 	$(BIN)/voicebridge demo
+
+demo-historical: install ## Import the post-call analysis fixtures (voicebridge backfill, in-process S3) into the embedded emulator; print what ServiceNow stored
+	$(BIN)/python -m voicebridge.backfill
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

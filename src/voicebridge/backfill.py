@@ -302,3 +302,37 @@ def _runtime(args: argparse.Namespace, target: Any, connect: Any, embedded: bool
         variant=args.variant,
         credentials=StaticCredentials(credentials),
     )
+
+
+def run_demo() -> int:
+    """``make demo-historical``: the post-call fixtures (events/postcall/bucket: several contacts, both variants of
+    one, a redacted recording, a chat file) in an in-process S3 (moto), imported into the embedded emulator with
+    the same code as PostCallFunction, and what ServiceNow stored printed with loudness and the notes."""
+    from pathlib import Path
+
+    import boto3
+    from moto import mock_aws
+
+    from voicebridge.replay import environment_overlay
+
+    root = Path(__file__).resolve().parents[2] / "events" / "postcall"
+    bucket = "demo-contact-lens-recordings"
+    credentials = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1"}
+    with environment_overlay({**credentials, "CONNECT_INSTANCE_ALIAS": "example"}), mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        files = sorted(path for path in (root / "bucket").rglob("*") if path.is_file())
+        for path in files:
+            s3.put_object(Bucket=bucket, Key=str(path.relative_to(root / "bucket")), Body=path.read_bytes())
+        print(f"voicebridge demo-historical: {len(files)} objects from events/postcall/bucket in an in-process S3")
+        print(
+            "  ServiceNow: embedded emulator · S3, DynamoDB, SQS: in-process (moto) · Connect: connect-contacts.json\n"
+        )
+        parser = argparse.ArgumentParser(prog=PROG)
+        add_arguments(parser)
+        arguments = ["--bucket", bucket, "--since", "2026-03-14", "--until", "2026-03-14"]
+        return run(parser.parse_args([*arguments, "--connect", str(root / "connect-contacts.json")]))
+
+
+if __name__ == "__main__":  # python -m voicebridge.backfill: the demo (make demo-historical)
+    raise SystemExit(run_demo())
