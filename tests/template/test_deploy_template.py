@@ -12,8 +12,13 @@ from voicebridge.template import load_template
 
 pytestmark = pytest.mark.unit
 
-FUNCTIONS = ("BridgeFunction", "SweeperFunction")
-ROLES = ("BridgeFunctionRole", "SweeperFunctionRole")
+# Every function that talks to ServiceNow needs the allow-listed egress (bridge, sweeper, post-call import).
+FUNCTIONS = tuple(
+    name
+    for name, resource in load_template()["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+    and "SERVICENOW_URL" in resource["Properties"].get("Environment", {}).get("Variables", {})
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +87,12 @@ def test_one_vpc_list_without_the_other_is_refused(template: dict[str, Any]) -> 
         assert assertion["Assert"] == {"Fn::Not": [{"Fn::Contains": [{"Ref": required}, ""]}]}
 
 
+def test_the_servicenow_callers_are_found() -> None:
+    assert {"BridgeFunction", "SweeperFunction"} <= set(FUNCTIONS)
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_both_functions_join_the_vpc_only_when_it_is_set(template: dict[str, Any], function: str) -> None:
-    # The sweeper calls ServiceNow too: both need the allow-listed egress.
+def test_every_servicenow_caller_joins_the_vpc_only_when_it_is_set(template: dict[str, Any], function: str) -> None:
     vpc = template["Resources"][function]["Properties"]["VpcConfig"]
     condition, when_set, otherwise = vpc["Fn::If"]
     assert condition == "HasVpc"
@@ -92,8 +100,9 @@ def test_both_functions_join_the_vpc_only_when_it_is_set(template: dict[str, Any
     assert otherwise == {"Ref": "AWS::NoValue"}
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_network_interface_permissions_only_in_a_vpc(template: dict[str, Any], role: str) -> None:
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_network_interface_permissions_only_in_a_vpc(template: dict[str, Any], function: str) -> None:
+    role = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
     condition, statement = _conditional_statements(template, role)["VpcNetworkInterfaces"]
     assert condition == "HasVpc"
     assert set(statement["Action"]) == {
