@@ -264,3 +264,65 @@ def test_the_redacted_variant_closes_with_the_redacted_recording(
     assert interaction["recording_url"] == (
         f"s3://{BUCKET}/Analysis/Voice/Redacted/{DAY}/{C1}_call_recording_redacted_2026-03-14T10:09:41Z.wav"
     )
+
+
+def contact_item(contact: str) -> dict[str, Any]:
+    item: dict[str, Any] = boto3.client("dynamodb").get_item(TableName="contacts", Key={"contact_id": {"S": contact}})[
+        "Item"
+    ]
+    return item
+
+
+def test_an_expired_import_record_is_found_in_servicenow_and_nothing_is_added(postcall: PostCall) -> None:
+    postcall.created(C1_REDACTED)
+    boto3.client("dynamodb").delete_item(TableName="contacts", Key={"contact_id": {"S": C1}})  # the TTL ran out
+    before = postcall.stack.emulator.store.counts()
+    assert postcall.created(C1_REDACTED) == {"files": 1, "already imported": 1}
+    assert postcall.stack.emulator.store.counts() == before
+    assert contact_item(C1)["postcall_stage"]["S"] == "done"
+
+
+def test_a_held_claim_means_retry_later_and_nothing_is_created(postcall: PostCall) -> None:
+    import time
+
+    from bridge.adapters.dynamodb import DynamoContactStore
+    from bridge.errors import RetryableError
+    from bridge.postcall.record import ImportRecord, ImportStage
+
+    now = int(time.time())
+    record = ImportRecord(C1, C1_REDACTED, "etag", "redacted", ImportStage.CLAIMED, 1, lease_until=now + 300)
+    DynamoContactStore(boto3.client("dynamodb"), "contacts").claim_import(record)
+    with pytest.raises(RetryableError, match="claim held"):
+        postcall.created(C1_REDACTED)
+    assert postcall.stack.table("interaction") == []
+
+
+def test_a_stalled_import_is_resumed_from_its_stage_without_a_second_interaction(postcall: PostCall) -> None:
+    from bridge.adapters.dynamodb import DynamoContactStore
+    from bridge.errors import RetryableError
+    from bridge.postcall.record import from_item
+
+    # The first delivery stops after creating the interaction (ServiceNow down for /transcript); its claim is
+    # released, or expires if the worker died (set here): the next delivery resumes at "opened".
+    postcall.stack.emulator.add_fault_rules(
+        [{"action": "status", "status": 503, "method": "POST", "path": "/transcript$", "times": 4}]
+    )
+    with pytest.raises(RetryableError):
+        postcall.created(C1_REDACTED)
+    store = DynamoContactStore(boto3.client("dynamodb"), "contacts")
+    item = from_item(contact_item(C1))
+    assert item.record is not None and item.record.stage.value == "opened"
+    store.save_import(item.record.evolve(lease_until=1), item.record.version)  # an expired claim
+    assert postcall.created(C1_REDACTED) == {"files": 1, "imported": 1}
+    assert_stored_exactly(postcall.stack, C1, C1_REDACTED)
+
+
+def test_the_live_path_reads_an_import_record_as_a_closed_contact(postcall: PostCall) -> None:
+    from bridge.adapters.dynamodb import DynamoContactStore
+    from bridge.models import ContactStatus
+
+    postcall.created(C1_REDACTED)
+    state = DynamoContactStore(boto3.client("dynamodb"), "contacts").load_many([C1])[C1]
+    assert state.status is ContactStatus.CLOSED
+    (interaction,) = postcall.stack.interactions(C1)
+    assert state.interaction_id == interaction["sys_id"]

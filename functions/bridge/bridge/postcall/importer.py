@@ -256,6 +256,7 @@ class PostCallImporter:
         self, bucket: str, parsed: AnalysisKey, transcript: PostCallTranscript, record: ImportRecord, resumed: bool
     ) -> ImportOutcome:
         contact_id = parsed.contact_id
+        found_stored = False  # ServiceNow already had our transcript, though the contact item did not say so
         if record.stage is ImportStage.CLAIMED:
             found = self.servicenow.find_interaction(contact_id)
             if found is not None:
@@ -270,6 +271,7 @@ class PostCallImporter:
                         transcript,
                         found,
                     )
+                found_stored = verdict == "transcribed" and not resumed
                 stage = ImportStage.TRANSCRIBED if verdict == "transcribed" else ImportStage.OPENED
                 record = self._save(record, stage=stage, interaction_id=found)
             else:
@@ -292,6 +294,15 @@ class PostCallImporter:
             url = self.recording_url(bucket, parsed, transcript)
             self.servicenow.close_interaction(interaction_id, url)
             record = self._save(record, stage=ImportStage.DONE, lease_until=0)
+        if found_stored:
+            return self._outcome(
+                bucket,
+                parsed,
+                ImportStatus.ALREADY_IMPORTED,
+                "found in ServiceNow (the contact item had expired)",
+                transcript,
+                interaction_id,
+            )
         logger.info(
             "post-call file imported",
             step="import",
