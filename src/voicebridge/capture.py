@@ -324,7 +324,7 @@ def _start(text: str) -> str:
     return text if text.strip().lower() in TRIM_HORIZON else argtypes.moment(text)
 
 
-def run(args: argparse.Namespace, kinesis: Any = None) -> int:
+def run(args: argparse.Namespace, kinesis: Any = None, sleep: Callable[[float], None] = time.sleep) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -341,12 +341,12 @@ def run(args: argparse.Namespace, kinesis: Any = None) -> int:
             _, region = stream_name_and_region(args.stream)
             kinesis = boto3.client("kinesis", region_name=region) if region else boto3.client("kinesis")
         if args.output == "-":
-            report = capture(kinesis, options, sys.stdout)
+            report = capture(kinesis, options, sys.stdout, sleep)
         else:
             path = Path(args.output)
             partial = path.with_name(path.name + ".partial")
             with partial.open("w", encoding="utf-8") as out:
-                report = capture(kinesis, options, out)
+                report = capture(kinesis, options, out, sleep)
             partial.replace(path)
     except CaptureError as exc:
         print(f"voicebridge capture: {exc}", file=sys.stderr)

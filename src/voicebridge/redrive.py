@@ -460,9 +460,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:  # names the variable, never a value
         print(f"voicebridge redrive: the handler is not configured: {exc}", file=sys.stderr)
         return 2
-    except (BotoCoreError, ClientError) as exc:  # no AWS configuration, or a queue that does not exist
+    except BotoCoreError as exc:  # no credentials or region, endpoint unreachable: the AWS set-up
         print(f"voicebridge redrive: AWS: {exc}", file=sys.stderr)
         return 2
+    except ClientError as exc:  # AWS answered (no such queue, access denied...); unhandled messages stay queued
+        print(f"voicebridge redrive: AWS error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -582,9 +582,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = replay(records, options)
-    except (BotoCoreError, ClientError) as exc:  # --table with an AWS configuration that does not work
+    except BotoCoreError as exc:  # --table without credentials, region or a reachable endpoint: the AWS set-up
         print(f"voicebridge replay: AWS: {exc}", file=sys.stderr)
         return 2
+    except ClientError as exc:  # AWS answered (access denied, a limit...)
+        print(f"voicebridge replay: AWS error: {exc}", file=sys.stderr)
+        return 1
     print(format_report(report))
     return 1 if report.failed else 0
 

@@ -20,18 +20,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Voicebridge(Protocol):
-    def __call__(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]: ...
+    def __call__(self, *argv: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]: ...
 
 
 @pytest.fixture
 def voicebridge() -> Voicebridge:
-    """Run ``python -m voicebridge.cli ARGV`` from the repository root with this test's environment."""
+    """Run ``python -m voicebridge.cli ARGV`` from the repository root with this test's environment (``env``
+    overrides it; a None value removes the variable)."""
 
-    def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*argv: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "voicebridge.cli", *argv],
             cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
+            env={name: value for name, value in environment.items() if value is not None},
             capture_output=True,
             text=True,
             timeout=120,

@@ -100,3 +100,19 @@ def test_the_first_line_says_the_shard_read_limits_are_shared(capsys: pytest.Cap
     assert err[0].startswith("voicebridge capture: reads share each shard's limits")
     assert "5 GetRecords calls/s, 2 MB/s" in err[0] and "live event source mapping" in err[0]
     assert err[-1].endswith("(1 throttled reads retried)")
+
+
+def test_a_shard_that_stays_throttled_ends_the_command_with_exit_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    capture.add_arguments(parser)
+    client, stubber = kinesis_with(throttles=capture.THROTTLE_RETRIES + 1, records=0)
+    slept: list[float] = []
+    with stubber:
+        code = capture.run(parser.parse_args(["--stream", STREAM, "-o", "-"]), kinesis=client, sleep=slept.append)
+    assert code == 1
+    note, failure = capsys.readouterr().err.splitlines()
+    assert note.startswith("voicebridge capture: reads share each shard's limits")
+    assert failure.startswith(f"voicebridge capture: {SHARD}: GetRecords throttled 9 times in a row")
+    assert slept == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 8.0, 8.0]  # README: 0.2 s doubling up to 8 s, 9 attempts

@@ -25,8 +25,22 @@ def bad_fixture(tmp_path: Path) -> str:
     return str(path)
 
 
+# No AWS credentials anywhere (and no instance metadata service to wait for).
+NO_AWS_CREDENTIALS: dict[str, str | None] = {
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_PROFILE": None,
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
+}
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/voicebridge-parking"
+
 # (argv, environment, what the one line must say)
-CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
+CASES: dict[str, tuple[list[str], dict[str, str | None], list[str]]] = {
     "replay url without scheme": (
         ["replay", FIXTURE, "--servicenow-url", "127.0.0.1:8080", "--user", "u", "--password", "p"],
         {},
@@ -65,6 +79,21 @@ CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
     "chaos rate above 1": (["chaos", "--fault-rate", "2"], {}, ["--fault-rate", "at most 1"]),
     "chaos no calls": (["chaos", "--calls", "0"], {}, ["--calls", "at least 1"]),
     "unknown subcommand": (["replya", FIXTURE], {}, ["invalid choice", "'replya'", "replay"]),
+    "redrive without AWS credentials": (
+        ["redrive", "--queue-url", QUEUE],
+        NO_AWS_CREDENTIALS,
+        ["voicebridge redrive: AWS:", "credentials"],
+    ),
+    "redrive without an AWS region": (
+        ["redrive", "--queue-url", QUEUE],
+        {"AWS_DEFAULT_REGION": None, "AWS_REGION": None, "AWS_CONFIG_FILE": "/nonexistent/config"},
+        ["voicebridge redrive: AWS:", "region"],
+    ),
+    "trace without AWS credentials": (
+        ["trace", "c-1", "--log-group", "g"],
+        NO_AWS_CREDENTIALS,
+        ["voicebridge trace: AWS:", "credentials"],
+    ),
     "handler setting out of range (ConfigurationError)": (
         ["replay", FIXTURE],
         {"MAX_WORKERS": "0"},

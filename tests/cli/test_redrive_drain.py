@@ -110,3 +110,13 @@ def test_every_parked_message_is_read_in_many_long_polls(
     assert out.splitlines()[0] == "dry run: 23 messages, 23 records would be redriven"
     assert "still counting" not in out
     assert visible(parking_queue) == 23  # a dry run gives every message back at once
+
+
+def test_a_queue_that_does_not_exist_is_an_aws_error_in_one_line(
+    parking_queue: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["redrive", "--queue-url", parking_queue + "-gone", "--wait-seconds", "1"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    (line,) = err
+    assert line.startswith("voicebridge redrive: AWS error: ") and "NonExistentQueue" in line

@@ -45,6 +45,11 @@ def test_a_dead_servicenow_is_named_as_the_reason_for_giving_up(
     (why,) = why_lines(result.stdout)
     assert why.startswith("  servicenow_unavailable x")
     assert "ServiceNow unreachable: connection refused (create_interaction)" in why
+    # The check for existing interactions could not be made either: one line, and the replay went on.
+    assert stderr_lines(result) == [
+        "voicebridge replay: could not check for existing interactions: ServiceNow unreachable: connection refused "
+        "(find_interaction)"
+    ]
 
 
 def test_wrong_credentials_are_named_as_the_reason_for_parking(
