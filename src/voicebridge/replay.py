@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,6 +38,7 @@ REPLAY_QUEUE = "voicebridge-replay-parking"
 REPLAY_SECRET = "voicebridge/replay/servicenow"
 DEFAULT_TABLE = "voicebridge-replay-contacts"
 EXISTING_CHECK_LIMIT = 50  # contacts looked up in ServiceNow before a replay without --table (one GET each)
+EXISTING_CHECK_SECONDS = 10.0  # and the time those lookups may take in all
 
 if TYPE_CHECKING:
     from bridge.factory import Bridge
@@ -414,24 +415,33 @@ class _NotingRunner:
             raise
 
 
-def warn_existing_interactions(bridge: Bridge, records: Sequence[StreamRecord]) -> None:
+def warn_existing_interactions(
+    bridge: Bridge, records: Sequence[StreamRecord], monotonic: Callable[[], float] = time.monotonic
+) -> None:
     """Warn (stderr) about contacts of these records that already have an interaction in ServiceNow: without
     --table the replay's state starts empty, so each of them would get a second interaction. Never fails the
     replay: a lookup that cannot be made is said and the replay goes on (its report then names the error)."""
     from bridge.errors import BridgeError
+    from bridge.processor import error_data
 
     contacts = list(dict.fromkeys(contact_of(record) for record in records))
-    checked = contacts[:EXISTING_CHECK_LIMIT]
+    candidates = contacts[:EXISTING_CHECK_LIMIT]
+    checked = 0
     found: list[tuple[str, str]] = []
-    # One attempt's worth of time: this is a courtesy check, the replay's own requests retry properly.
-    bridge.servicenow.deadline = time.monotonic() + 10.0
+    # A courtesy check, bounded in time (the client's retries stop at this deadline too); the replay's own
+    # requests get the invocation's deadline again.
+    deadline = monotonic() + EXISTING_CHECK_SECONDS
+    bridge.servicenow.deadline = deadline
     try:
-        for contact in checked:
+        for contact in candidates:
+            if monotonic() >= deadline:
+                break
             interaction = bridge.servicenow.find_interaction(contact)
+            checked += 1
             if interaction:
                 found.append((contact, interaction))
     except BridgeError as exc:
-        description = describe_error(_error_data(exc), str(exc))
+        description = describe_error(error_data(exc), str(exc))
         print(f"voicebridge replay: could not check for existing interactions: {description}", file=sys.stderr)
         return
     finally:
@@ -440,19 +450,13 @@ def warn_existing_interactions(bridge: Bridge, records: Sequence[StreamRecord]) 
         return
     examples = ", ".join(f"{contact} ({interaction})" for contact, interaction in found[:3])
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-    scope = f" (the first {len(checked)} of {len(contacts)})" if len(checked) < len(contacts) else ""
+    scope = f" (the first {checked} of {len(contacts)})" if checked < len(contacts) else ""
     print(
-        f"voicebridge replay: warning: ServiceNow already has an interaction for {len(found)} of {len(checked)} "
+        f"voicebridge replay: warning: ServiceNow already has an interaction for {len(found)} of {checked} "
         f"contact(s) checked{scope}: {examples}{more}; this replay's state starts empty, so each gets a second "
         f"interaction (pass --table to keep state between replays)",
         file=sys.stderr,
     )
-
-
-def _error_data(exc: BaseException) -> dict[str, Any]:
-    from bridge.processor import error_data
-
-    return error_data(exc)
 
 
 def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]]:

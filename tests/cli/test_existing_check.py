@@ -54,3 +54,20 @@ def test_at_most_the_first_50_contacts_are_looked_up_and_the_warning_says_so(
 def test_nothing_found_says_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     replay.warn_existing_interactions(BridgeWith(LookupsOnly({})), records_of(["c-1", "c-2"]))  # type: ignore[arg-type]
     assert capsys.readouterr().err == ""
+
+
+def test_the_lookups_stop_when_their_time_is_up(capsys: pytest.CaptureFixture[str]) -> None:
+    contacts = [f"c-{index}" for index in range(10)]
+    servicenow = LookupsOnly({contact: f"sys-{contact}" for contact in contacts})
+    ticks = iter(range(0, 1000, 4))  # each look at the clock: 4 s later (a slow instance)
+
+    replay.warn_existing_interactions(
+        BridgeWith(servicenow),  # type: ignore[arg-type]
+        records_of(contacts),
+        monotonic=lambda: float(next(ticks)),
+    )
+
+    assert replay.EXISTING_CHECK_SECONDS == 10.0
+    assert servicenow.looked_up == ["c-0", "c-1"]  # started at 0; looked at 4 and 8; 12 is past the 10 s
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "for 2 of 2 contact(s) checked (the first 2 of 10)" in line
