@@ -189,12 +189,44 @@ def test_dry_run_maps_and_writes_nothing(aws_env: dict[str, str]) -> None:
         (("--connect", "/nonexistent/contacts.json"), "No such file"),
         (("--concurrency", "0"), "--concurrency must be between 1 and 64"),
         (("--servicenow-url", "http://example.com", "--user", "u", "--password", "p"), "https://"),
+        (("--servicenow-url", "https://x.service-now.com", "--user", "u", "--password", "p"), "CONNECT_INSTANCE_ALIAS"),
     ],
 )
 def test_bad_arguments_are_one_line_on_stderr_and_exit_2(
     aws_env: dict[str, str], arguments: tuple[str, ...], message: str
 ) -> None:
-    result = backfill(aws_env, "--bucket", "b", "--table", f"t-{uuid.uuid4().hex[:8]}", *arguments)
+    env = {name: value for name, value in aws_env.items() if name != "CONNECT_INSTANCE_ALIAS"}
+    result = backfill(env, "--bucket", "b", "--table", f"t-{uuid.uuid4().hex[:8]}", *arguments)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_on_a_terminal_stderr_carries_a_progress_line(aws_env: dict[str, str]) -> None:
+    import os
+    import pty
+
+    bucket = f"cl-{uuid.uuid4().hex[:10]}"
+    upload_fixtures(bucket)
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [VOICEBRIDGE, "backfill", "--bucket", bucket, "--since", "2026-03-14", "--until", "2026-03-14",
+             "--table", f"t-{uuid.uuid4().hex[:8]}", "--dry-run"],
+            env=aws_env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other end closed: everything was read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0, result.stdout
+    assert b"\rbackfill: 4/4 files" in seen
+    assert "backfill: 4/4" not in result.stdout  # progress never mixes into the report
