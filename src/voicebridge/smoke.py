@@ -286,93 +286,133 @@ def _servicenow_failure(name: str, exc: Exception, fix: str) -> CheckResult:
     return failed(name, f"{type(exc).__name__}", fix)
 
 
+AUTH_CHECK, WRITE_CHECK, READ_CHECK = "ServiceNow credentials", "voice interaction API", "Table API read"
+RECOVERY_TABLES = ("interaction", "sys_cs_conversation", "sys_cs_message")
+
+
 @dataclass
 class _Probe:
+    """What the write probe created so far (the reads look for it; the close cleans it up)."""
+
     interaction_id: str | None = None
     conversation_id: str | None = None
     message_id: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.interaction_id and self.conversation_id and self.message_id)
 
 
 def check_servicenow(url: str, credentials: Any, options: SmokeOptions) -> list[CheckResult]:
     """Credentials, the create/close probe and the recovery reads, through the bridge's own ServiceNowClient
     (``credentials``: the bridge's SecretCredentials provider, as check_secret returns it)."""
     from bridge.adapters.servicenow import ServiceNowClient
-    from bridge.errors import ServiceNowError, ServiceNowReadForbiddenError
 
     client = ServiceNowClient(url, credentials, max_attempts=options.servicenow_attempts)
-    auth_name, write_name, read_name = "ServiceNow credentials", "voice interaction API", "Table API read"
+    try:
+        auth, forbidden = _check_credentials(client, url, credentials, options)
+        if auth.status is Status.FAILED:
+            reason = "not run: ServiceNow did not accept the credentials"
+            return [auth, skipped(WRITE_CHECK, reason), skipped(READ_CHECK, reason)]
+        probe = _Probe()
+        write = skipped(WRITE_CHECK, "--read-only: no probe interaction created") if options.read_only else None
+        try:
+            if not options.read_only:
+                write = _write_probe(client, probe, options)
+            read = _check_reads(client, probe, forbidden, options)
+        finally:  # whatever happened, the probe does not stay open
+            closed = _close_probe(client, probe)
+        if write is not None and write.status is Status.FAILED and closed is not None:
+            write = replace(write, detail=f"{write.detail}; and the probe could not be closed: {closed.detail}")
+        write = (
+            write
+            or closed
+            or passed(
+                WRITE_CHECK,
+                f"created and closed probe interaction {probe.interaction_id} "
+                f"(clientSessionId {options.probe_id}, one agent-only message)",
+            )
+        )
+        return [auth, write, read]
+    finally:
+        client.session.close()
+
+
+def _check_credentials(client: Any, url: str, credentials: Any, options: SmokeOptions) -> tuple[CheckResult, list[str]]:
+    """A read of the (not yet existing) probe: a 401 blames the credentials, a 403 only the table's ACL."""
+    from bridge.errors import ServiceNowError, ServiceNowReadForbiddenError
+
     forbidden: list[str] = []
-    hidden: list[str] = []
-    # 1. A read of the (not yet existing) probe: 401 means the credentials, 403 only the table.
     try:
         client.find_interaction(options.probe_id)
     except ServiceNowReadForbiddenError:
         forbidden.append("interaction")
     except ServiceNowError as exc:
-        reason = "not run: ServiceNow did not accept the credentials"
-        fix = "check ServiceNowUrl (the instance root) and that the Table API is reachable"
-        return [
-            _servicenow_failure(auth_name, exc, fix),
-            skipped(write_name, reason),
-            skipped(read_name, reason),
-        ]
+        return _servicenow_failure(AUTH_CHECK, exc, "check ServiceNowUrl (the instance root)"), forbidden
     kind = "OAuth token" if credentials.get().oauth else "basic auth"
-    results = [passed(auth_name, f"{url} accepts the secret's credentials ({kind})")]
+    return passed(AUTH_CHECK, f"{url} accepts the secret's credentials ({kind})"), forbidden
 
-    # 2. The write probe, as the bridge opens a contact: interaction, conversation, message; closed at the end.
-    probe = _Probe()
-    write: CheckResult | None = None
-    if options.read_only:
-        write = skipped(write_name, "--read-only: no probe interaction created")
-    else:
-        from bridge.models import OpenRequest, OutgoingMessage
 
-        request = OpenRequest(user_id=PROBE_USER_ID, client_session_id=options.probe_id)
-        message = OutgoingMessage(
-            id=f"{options.probe_id}-1",
-            content=PROBE_MESSAGE,
-            participant="AGENT",
-            begin_offset_millis=0,
-            end_offset_millis=1,
-            sentiment=None,
-            internal=True,  # an agent-only note: nothing a caller-facing view shows
-            sequence_number="0",
+def _write_probe(client: Any, probe: _Probe, options: SmokeOptions) -> CheckResult | None:
+    """As the bridge opens a contact: interaction, conversation, one agent-only message. None when all went well."""
+    from bridge.errors import ServiceNowError
+    from bridge.models import OpenRequest, OutgoingMessage
+
+    request = OpenRequest(user_id=PROBE_USER_ID, client_session_id=options.probe_id)
+    message = OutgoingMessage(
+        id=f"{options.probe_id}-1",
+        content=PROBE_MESSAGE,
+        participant="AGENT",
+        begin_offset_millis=0,
+        end_offset_millis=1,
+        sentiment=None,
+        internal=True,  # an agent-only note: nothing a caller-facing view shows
+        sequence_number="0",
+    )
+    try:
+        probe.interaction_id = client.create_interaction(request)
+        probe.conversation_id = client.create_conversation(probe.interaction_id, request)
+        client.post_messages(probe.interaction_id, [message])
+        probe.message_id = message.id
+    except ServiceNowError as exc:
+        fix = ROLE_FIX
+        if exc.status in (400, 404):
+            fix = (
+                "the instance has no /api/now/v1/cs/voice-interactions or refuses the body: "
+                "see README Deploying, ServiceNow side (the API)"
+            )
+        return _servicenow_failure(WRITE_CHECK, exc, fix)
+    return None
+
+
+def _check_reads(client: Any, probe: _Probe, forbidden: list[str], options: SmokeOptions) -> CheckResult:
+    """The reads the bridge recovers with. With a complete probe each must find the probe's row (an ACL-hidden
+    row reads as 200 with no rows); without one, only a 403 can show."""
+    from bridge.errors import ServiceNowError, ServiceNowReadForbiddenError
+
+    reads: dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]]
+    if probe.complete:
+        interaction_id, conversation_id, message_id = (
+            str(probe.interaction_id),
+            str(probe.conversation_id),
+            str(probe.message_id),
         )
-        try:
-            probe.interaction_id = client.create_interaction(request)
-            probe.conversation_id = client.create_conversation(probe.interaction_id, request)
-            client.post_messages(probe.interaction_id, [message])
-            probe.message_id = message.id
-        except ServiceNowError as exc:
-            fix = ROLE_FIX
-            if exc.status in (400, 404):
-                fix = (
-                    "the instance has no /api/now/v1/cs/voice-interactions or refuses the body: "
-                    "activate Interaction Management (README Deploying, ServiceNow side)"
-                )
-            write = _servicenow_failure(write_name, exc, fix)
-
-    # 3. The recovery reads; with a probe they must find its rows (an ACL-hidden row reads as 200 with no rows).
-    # Each read: (table, call, whether its answer is right). Read-only reads can only show a 403.
-    reads: list[tuple[str, Callable[[], Any], Callable[[Any], bool]]]
-    if probe.message_id and probe.interaction_id and probe.conversation_id:
-        interaction_id, conversation_id, message_id = probe.interaction_id, probe.conversation_id, probe.message_id
-        reads = [
-            ("interaction", lambda: client.find_interaction(options.probe_id), lambda found: found == interaction_id),
-            ("sys_cs_conversation", lambda: client.find_conversation(interaction_id), lambda found: bool(found)),
-            (
-                "sys_cs_message",
+        reads = {
+            "interaction": (lambda: client.find_interaction(options.probe_id), lambda found: found == interaction_id),
+            "sys_cs_conversation": (lambda: client.find_conversation(interaction_id), lambda found: bool(found)),
+            "sys_cs_message": (
                 lambda: client.find_message_ids(conversation_id, [message_id]),
                 lambda found: message_id in found,
             ),
-        ]
-    else:
-        reads = [  # interaction was read in step 1
-            ("sys_cs_conversation", lambda: client.find_conversation(NO_SYS_ID), lambda found: True),
-            ("sys_cs_message", lambda: client.find_message_ids(NO_SYS_ID, [PROBE_USER_ID]), lambda found: True),
-        ]
-    read_error: CheckResult | None = None
-    for table, read, right in reads:
+        }
+    else:  # interaction was read by the credentials check
+        reads = {
+            "sys_cs_conversation": (lambda: client.find_conversation(NO_SYS_ID), lambda found: True),
+            "sys_cs_message": (lambda: client.find_message_ids(NO_SYS_ID, [PROBE_USER_ID]), lambda found: True),
+        }
+    forbidden = list(forbidden)
+    hidden: list[str] = []
+    for table, (read, right) in reads.items():
         if table in forbidden:
             continue
         try:
@@ -381,40 +421,30 @@ def check_servicenow(url: str, credentials: Any, options: SmokeOptions) -> list[
         except ServiceNowReadForbiddenError:
             forbidden.append(table)
         except ServiceNowError as exc:
-            read_error = _servicenow_failure(read_name, exc, READ_FIX)
-            break
-
-    if probe.interaction_id:
-        try:
-            client.close_interaction(probe.interaction_id, None)
-        except ServiceNowError as exc:
-            write = write or _servicenow_failure(write_name, exc, f"close {probe.interaction_id} by hand; {ROLE_FIX}")
-        write = write or passed(
-            write_name,
-            f"created and closed probe interaction {probe.interaction_id} "
-            f"(clientSessionId {options.probe_id}, one agent-only message)",
-        )
-    results.append(write or skipped(write_name, "no probe"))
-
-    if read_error is not None:
-        results.append(read_error)
-    elif forbidden or hidden:
-        parts = [f"403 on {', '.join(forbidden)}"] if forbidden else []
+            return _servicenow_failure(READ_CHECK, exc, READ_FIX)
+    tables = ", ".join(RECOVERY_TABLES)
+    if forbidden or hidden:
+        parts = [f"403 on {', '.join(t for t in RECOVERY_TABLES if t in forbidden)}"] if forbidden else []
         if hidden:
             parts.append(f"the probe's row is not visible in {', '.join(hidden)} (200 with no rows: an ACL hides it)")
-        results.append(failed(read_name, "; ".join(parts), READ_FIX))
-    elif probe.message_id:
-        results.append(passed(read_name, "interaction, sys_cs_conversation and sys_cs_message find the probe's rows"))
-    else:
-        why = "--read-only" if options.read_only else "no probe"
-        results.append(
-            passed(
-                read_name,
-                f"interaction, sys_cs_conversation and sys_cs_message answer (table level only: {why}, "
-                "so row-level ACLs are not proven)",
-            )
-        )
-    return results
+        return failed(READ_CHECK, "; ".join(parts), READ_FIX)
+    if probe.complete:
+        return passed(READ_CHECK, f"{tables} find the probe's rows")
+    why = "--read-only" if options.read_only else "no complete probe"
+    return passed(READ_CHECK, f"{tables} answer (table level only: {why}, so row-level ACLs are not proven)")
+
+
+def _close_probe(client: Any, probe: _Probe) -> CheckResult | None:
+    """Close what the probe opened (closing is idempotent); a failed line when it could not be closed."""
+    from bridge.errors import ServiceNowError
+
+    if not probe.interaction_id:
+        return None
+    try:
+        client.close_interaction(probe.interaction_id, None)
+    except ServiceNowError as exc:
+        return _servicenow_failure(WRITE_CHECK, exc, f"close {probe.interaction_id} by hand; {ROLE_FIX}")
+    return None
 
 
 def _paged(call: Callable[..., dict[str, Any]], key: str, token: str, next_token: str, **kwargs: Any) -> list[Any]:
@@ -623,7 +653,7 @@ def run_checks(
             results.append(result)
             emit(result)
 
-    servicenow_names = ("ServiceNow credentials", "voice interaction API", "Table API read")
+    servicenow_names = (AUTH_CHECK, WRITE_CHECK, READ_CHECK)
     credentials = None
     if targets.secret_arn:
         secret_result, credentials = check_secret(clients.secretsmanager, targets.secret_arn)

@@ -559,3 +559,32 @@ def test_mapping_that_reports_a_problem(
     assert code == 1
     mapping = line(capsys.readouterr().out.splitlines(), "event source mapping")
     assert mapping.startswith("✗ ") and f"reports {problem}" in mapping
+
+
+def test_rows_hidden_by_an_acl_fail_the_probe_but_not_a_read_only_run(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real instance answers 200 with no rows where a read ACL hides them: only the probe's own row shows it.
+    with start_emulator(EmulatorOptions(filtered_reads=("sys_cs_message",))) as filtering:
+        deploy_fake_stack(filtering.url)
+
+        code, lines, _ = run_cli(capsys, "--stack", STACK)
+        read_only_code, read_only_lines, _ = run_cli(capsys, "--stack", STACK, "--read-only")
+
+    assert code == 1
+    read = line(lines, "Table API read")
+    assert read.startswith("✗ ") and "not visible in sys_cs_message (200 with no rows" in read
+    assert read_only_code == 0  # the documented limit of --read-only
+    assert "row-level ACLs are not proven" in line(read_only_lines, "Table API read")
+
+
+def test_probe_that_cannot_be_closed(aws: None, emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    deploy_fake_stack(emulator.url)
+    emulator.add_fault_rules([{"method": "PATCH", "path": "/state$", "action": "status", "status": 403, "times": 10}])
+
+    code, lines, _ = run_cli(capsys, "--stack", STACK)
+
+    assert code == 1
+    write = line(lines, "voice interaction API")
+    assert write.startswith("✗ ") and "close_interaction: 403" in write and "by hand" in write
+    assert line(lines, "Table API read").startswith("✓ ")
