@@ -153,6 +153,7 @@ def outcome_line(outcome: Any) -> str:
 def import_files(runtime: Any, bucket: str, keys: Sequence[str], concurrency: int, progress: bool) -> list[Any]:
     from bridge.errors import ConfigurationError, RetryableError
     from bridge.postcall.importer import ImportOutcome, ImportStatus
+    from bridge.postcall.keys import parse_key
 
     outcomes: list[Any] = []
     lock = threading.Lock()
@@ -161,7 +162,9 @@ def import_files(runtime: Any, bucket: str, keys: Sequence[str], concurrency: in
         try:
             outcome = runtime.importer.import_object(bucket, key)
         except RetryableError as exc:
-            outcome = ImportOutcome(bucket, key, ImportStatus.FAILED, f"will need a re-run: {exc}")
+            parsed = parse_key(key)
+            contact = parsed.contact_id if parsed else ""
+            outcome = ImportOutcome(bucket, key, ImportStatus.FAILED, f"will need a re-run: {exc}", contact)
         with lock:
             outcomes.append(outcome)
             print(outcome_line(outcome), flush=True)

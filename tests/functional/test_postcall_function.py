@@ -24,6 +24,7 @@ C3 = "c5e7a9b1-2d4f-4a6c-8e0b-1d3f5a7c9e63"
 C5 = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d85"  # raw only
 C1_REDACTED = f"Analysis/Voice/Redacted/{DAY}/{C1}_analysis_redacted_2026-03-14T10:09:41Z.json"
 C1_RAW = f"Analysis/Voice/{DAY}/{C1}_analysis_2026-03-14T10:09:41Z.json"
+C5_RAW = f"Analysis/Voice/{DAY}/{C5}_analysis_2026-03-14T14:45:00Z.json"
 
 
 @dataclass
@@ -326,3 +327,82 @@ def test_the_live_path_reads_an_import_record_as_a_closed_contact(postcall: Post
     assert state.status is ContactStatus.CLOSED
     (interaction,) = postcall.stack.interactions(C1)
     assert state.interaction_id == interaction["sys_id"]
+
+
+def test_an_unknown_redact_content_is_a_configuration_error(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.errors import ConfigurationError
+
+    postcall.configure(monkeypatch, REDACT_CONTENT="everything")
+    with pytest.raises(ConfigurationError, match="REDACT_CONTENT"):
+        postcall.created(C1_REDACTED)
+
+
+def test_the_raw_variant_closes_with_the_files_recording_when_connect_has_none(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postcall.configure(monkeypatch, ANALYSIS_VARIANT="raw", RECORDING_URL_TEMPLATE="s3://{recording_location}")
+    postcall.created(C5_RAW)
+    (interaction,) = postcall.stack.interactions(C5)
+    assert interaction["recording_url"] == fixture(C5_RAW)["CustomerMetadata"]["InputS3Uri"]
+
+
+def test_import_records_outlive_the_live_items(postcall: PostCall) -> None:
+    postcall.created(C1_REDACTED)
+    item = contact_item(C1)
+    assert int(item["expires_at"]["N"]) - int(item["created_at"]["N"]) == 400 * 86400
+
+
+def test_the_handler_publishes_its_counts_as_metrics(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    postcall.created(C1_REDACTED)
+    postcall.created(C1_REDACTED)
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    imported = [d for d in documents if "PostCallImported" in d]
+    assert [d["PostCallImported"] for d in imported] == [[1.0], [0.0]]
+    assert [d["PostCallAlreadyImported"] for d in imported] == [[0.0], [1.0]]
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "voicebridge-tests" for d in imported)
+
+
+def test_with_connect_the_caller_agent_anchor_and_recording_come_from_describe_contact(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from bridge.postcall.aws import FileConnectClient
+    from bridge.postcall.wiring import build_runtime
+
+    environ = {
+        **os.environ,
+        "CALLER_LOOKUP": "describe_contact",
+        "AGENT_LOOKUP": "describe_user",
+        "ANALYSIS_VARIANT": "raw",
+        "RECORDING_URL_TEMPLATE": "s3://{recording_location}",
+    }
+    connect = FileConnectClient.load(str(FIXTURES.parent / "connect-contacts.json"))
+    runtime = build_runtime(environ, connect_client=connect)
+    outcome = runtime.importer.import_object(BUCKET, C1_RAW)
+    assert (outcome.status.value, outcome.anchor) == ("imported", "agent_connected")
+    (interaction,) = postcall.stack.interactions(C1)
+    assert interaction["user_id"] == "+14155550101"
+    assert interaction["assigned_to"] == "anna.agent"
+    assert interaction["conversation_started"] == "2026-03-14 10:00:02"
+    expected = connect.contacts[C1]["Recordings"][0]["Location"]
+    assert interaction["recording_url"] == f"s3://{expected}"
+
+
+def test_without_a_connect_stand_in_lookups_use_amazon_connect(postcall: PostCall) -> None:
+    import os
+
+    from bridge.adapters.connect import ConnectDirectoryClient
+    from bridge.postcall.aws import RememberingConnectClient
+    from bridge.postcall.wiring import build_runtime
+
+    environ = {**os.environ, "CALLER_LOOKUP": "describe_contact", "AGENT_LOOKUP": "describe_user"}
+    connect = build_runtime(environ).importer.directory.connect
+    assert isinstance(connect, ConnectDirectoryClient)
+    assert isinstance(connect.client, RememberingConnectClient)
+    assert connect.client._client.meta.service_model.service_name == "connect"

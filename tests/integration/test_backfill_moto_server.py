@@ -130,6 +130,8 @@ def test_done_when_backfill_redacted_then_raw_then_again(aws_env: dict[str, str]
     item = boto3.client("dynamodb").get_item(TableName=table, Key={"contact_id": {"S": C1}})["Item"]
     assert item["postcall_key"]["S"] == FILES[C1] and item["postcall_stage"]["S"] == "done"
     assert item["postcall_etag"]["S"]
+    secrets = boto3.client("secretsmanager").list_secrets()["SecretList"]
+    assert not any("backfill" in secret["Name"] for secret in secrets)  # credentials never stored anywhere
 
 
 def test_without_a_servicenow_url_it_imports_into_the_embedded_emulator_and_prints_it(
@@ -143,6 +145,7 @@ def test_without_a_servicenow_url_it_imports_into_the_embedded_emulator_and_prin
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(embedded emulator)" in result.stdout
+    assert "caller anonymous" in result.stdout  # no Amazon Connect to ask offline: the fallback
     assert f"contact {C2}" in result.stdout
     assert "conversation started: 2026-03-14 11:31:07" in result.stdout
     assert "My parcel for [PII] never arrived.   loudness [84.3,86.9,85.1,83.0]" in result.stdout
@@ -230,3 +233,32 @@ def test_on_a_terminal_stderr_carries_a_progress_line(aws_env: dict[str, str]) -
     assert result.returncode == 0, result.stdout
     assert b"\rbackfill: 4/4 files" in seen
     assert "backfill: 4/4" not in result.stdout  # progress never mixes into the report
+
+
+def test_a_servicenow_outage_is_a_failed_line_and_exit_1_and_the_re_run_imports_once(
+    aws_env: dict[str, str], emulator_process: str
+) -> None:
+    bucket = f"cl-{uuid.uuid4().hex[:10]}"
+    contact = str(uuid.uuid4())
+    source = (FIXTURES / FILES[C3]).read_text().replace(C3, contact)
+    key = f"Analysis/Voice/Redacted/2026/03/14/{contact}_analysis_redacted_2026-03-14T12:02:55Z.json"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=source.encode())
+    rule = {"action": "status", "status": 503, "method": "POST", "path": "/transcript$", "times": 4}
+    requests.post(f"{emulator_process}/__emulator/faults", json={"rules": [rule]}, timeout=10).raise_for_status()
+    env = {**aws_env, "CONNECT_INSTANCE_ALIAS": "example"}
+    common = (
+        "--bucket", bucket, "--since", "2026-03-14", "--table", f"t-{uuid.uuid4().hex[:8]}",
+        "--servicenow-url", emulator_process, "--user", "admin", "--password", "admin",
+    )  # fmt: skip
+    failed = backfill(env, *common)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert status_lines(failed.stdout) == {contact: "failed"}
+    again = backfill(env, *common)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert status_lines(again.stdout) == {contact: "imported"}
+    (interaction,) = rows(emulator_process, "interaction", f"client_session_id={contact}")
+    assert interaction["state"] == "closed_complete"
+    messages = rows(emulator_process, "sys_cs_message", f"conversation={interaction['channel_metadata_document']}")
+    assert len(messages) == 3  # two turns and the skipped-summary note, once

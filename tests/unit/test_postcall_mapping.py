@@ -296,3 +296,17 @@ def test_property_every_turn_once_with_its_content_offsets_and_loudness(turns: l
         loudness = message.to_payload().get("loudnessScore")
         assert (json.loads(loudness) if loudness else []) == source["LoudnessScore"]
     assert build_transcript(parse_document(data, key), anchor_of(key)) == transcript  # pure and deterministic
+
+
+def test_system_speaks_as_agent_with_its_role_and_absent_loudness_is_not_sent() -> None:
+    key = key_for(CONTACT)
+    data = json.dumps(
+        {
+            "Participants": [{"ParticipantId": "ivr", "ParticipantRole": "SYSTEM"}],
+            "Transcript": [turn(ParticipantId="ivr")],
+        }
+    ).encode()
+    (message,) = build_transcript(parse_document(data, key), anchor_of(key)).messages
+    assert message.participant == "AGENT"
+    assert ("participantRole", "SYSTEM") in message.attributes
+    assert "loudnessScore" not in message.to_payload()

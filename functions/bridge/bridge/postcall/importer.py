@@ -436,7 +436,10 @@ def import_all(importer: PostCallImporter, refs: Sequence[tuple[str, str]]) -> l
             outcomes.append(importer.import_object(bucket, key))
         except RetryableError as exc:
             first_error = first_error or exc
-            outcomes.append(ImportOutcome(bucket, key, ImportStatus.FAILED, str(exc)))
+            parsed = parse_key(key)
+            outcomes.append(
+                ImportOutcome(bucket, key, ImportStatus.FAILED, str(exc), parsed.contact_id if parsed else "")
+            )
     if first_error is not None:
         raise first_error
     return outcomes
