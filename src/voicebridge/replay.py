@@ -42,7 +42,6 @@ EXISTING_CHECK_SECONDS = 10.0  # and the time those lookups may take in all
 
 if TYPE_CHECKING:
     from bridge.factory import Bridge
-    from bridge.models import ContactEvent, ContactState
     from bridge.runner import ContactOutcome, ContactRunner
 
 
@@ -402,14 +401,12 @@ class _NotingRunner:
     def __getattr__(self, name: str) -> Any:  # everything but run() is the real runner's
         return getattr(self.runner, name)
 
-    def run(
-        self, events: list[ContactEvent], state: ContactState | None, deadline: float, historical: bool
-    ) -> ContactOutcome:
+    def run(self, *args: Any, **kwargs: Any) -> ContactOutcome:  # whatever the processor passes, passed on
         from bridge.errors import RetryableError
         from bridge.processor import error_data
 
         try:
-            return self.runner.run(events, state, deadline, historical)
+            return self.runner.run(*args, **kwargs)
         except RetryableError as exc:
             self.errors.add(exc.reason_class, describe_error(error_data(exc), str(exc)))
             raise
