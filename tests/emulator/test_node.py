@@ -272,3 +272,51 @@ def test_filtered_read_rule_filters_only_the_reads_it_matches(
     visible = session.get(emulator.url + TABLE + "/sys_cs_message", timeout=10)
     assert len(visible.json()["result"]) == 1 and visible.headers["X-Total-Count"] == "1"
     assert emulator.pending_faults() == []
+
+
+def test_filtered_contacts_hide_those_contacts_records_from_every_read() -> None:
+    """A row-level read ACL: the matching contact's interaction, conversation and messages read as absent, other
+    contacts' as usual; nothing stored is lost."""
+    from voicebridge.emulator import EmulatorOptions, start_emulator
+
+    with start_emulator(EmulatorOptions(filtered_contacts="^hidden-")) as emulator:
+        auth = ("admin", "admin")
+        api = f"{emulator.url}/api/now/v1/cs/voice-interactions"
+        for contact in ("hidden-1", "seen-1"):
+            interaction = requests.post(
+                api, json={"userId": "+14155550100", "clientSessionId": contact}, auth=auth, timeout=10
+            ).json()["result"]["interactionId"]
+            requests.post(
+                f"{api}/{interaction}/conversation",
+                json={"userId": "+14155550100", "clientSessionId": contact},
+                auth=auth,
+                timeout=10,
+            ).raise_for_status()
+            message = {
+                "id": f"{contact}-m1",
+                "content": "hello",
+                "participantId": "AGENT",
+                "beginOffsetMillis": 0,
+                "endOffsetMillis": 1,
+                "isInternalMessage": False,
+                "isEvent": False,
+            }
+            requests.post(f"{api}/{interaction}/messages", json=[message], auth=auth, timeout=10).raise_for_status()
+
+        def read(table: str, query: str = "") -> list[dict[str, str]]:
+            response = requests.get(
+                f"{emulator.url}/api/now/table/{table}", params={"sysparm_query": query}, auth=auth, timeout=10
+            )
+            assert response.status_code == 200
+            rows: list[dict[str, str]] = response.json()["result"]
+            assert response.headers["X-Total-Count"] == str(len(rows))
+            return rows
+
+        assert [row["client_session_id"] for row in read("interaction")] == ["seen-1"]
+        assert len(read("sys_cs_conversation")) == 1
+        assert [row["source_message_id"] for row in read("sys_cs_message")] == ["seen-1-m1"]
+        hidden = emulator.store.rows("interaction", "client_session_id=hidden-1")[0]["sys_id"]
+        assert (
+            requests.get(f"{emulator.url}/api/now/table/interaction/{hidden}", auth=auth, timeout=10).status_code == 404
+        )
+        assert emulator.store.count("sys_cs_message") == 2  # stored, only unseen

@@ -158,6 +158,7 @@ class App:
             CapacityGate(options.semaphores, options.queue_depth) if options.semaphores is not None else None
         )
         self._filtered_tables = frozenset(options.filtered_reads)
+        self._filtered_contacts = re.compile(options.filtered_contacts) if options.filtered_contacts else None
 
     # ---- responses ----
 
@@ -397,6 +398,13 @@ class App:
             rule, lambda: self._table(request, route_info, fmt, filtered=filtered), fmt
         ), rule.action
 
+    def _visible(self, table: str, row: dict[str, str]) -> bool:
+        """Row-level read ACL of ``filtered_contacts``: whether the row belongs to a contact the user may see."""
+        if self._filtered_contacts is None:
+            return True
+        contact = self.store.client_session_of(table, row)
+        return contact is None or not self._filtered_contacts.search(contact)
+
     def _table(self, request: Request, route_info: Route, fmt: Format, *, filtered: bool = False) -> Response:
         """A read; ``filtered``: the user may see no row of the table, so it answers as if none existed."""
         params = _first_values(request.query)
@@ -406,6 +414,8 @@ class App:
             fields = tableapi.parse_fields(table, params.get("sysparm_fields"))
             if route_info.action == "get":
                 record = None if filtered else self.store.get(table, route_info.params[1])
+                if record is not None and not self._visible(table, record):
+                    record = None
                 if record is None:
                     raise ApiError(404, NO_RECORD, "Record doesn't exist or ACL restricts the record retrieval")
                 return self._result({name: record[name] for name in fields}, fmt)
@@ -413,6 +423,10 @@ class App:
             limit = tableapi.parse_count("sysparm_limit", params.get("sysparm_limit"), DEFAULT_TABLE_LIMIT)
             offset = tableapi.parse_count("sysparm_offset", params.get("sysparm_offset"), 0)
             rows, total = ([], 0) if filtered else self.store.query(table, query, limit=limit, offset=offset)
+            if self._filtered_contacts is not None:
+                visible = [row for row in rows if self._visible(table, row)]
+                total -= len(rows) - len(visible)
+                rows = visible
         except ApiError as error:
             return self._error(error, fmt)
         response = self._result([{name: row[name] for name in fields} for row in rows], fmt)

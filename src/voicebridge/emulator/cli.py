@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import re
 import signal
 import sqlite3
 import sys
@@ -150,6 +151,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Table API reads of these tables see no rows (200, empty), as with read ACLs",
     )
     node.add_argument(
+        "--filtered-contacts",
+        type=_checked(_regex),
+        default=None,
+        metavar="REGEX",
+        help="reads of the records of contacts whose client_session_id matches see nothing (a row-level ACL)",
+    )
+    node.add_argument(
         "--semaphores",
         type=_integer(1),
         default=None,
@@ -164,6 +172,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"with --semaphores: requests that may wait for one; beyond, 429 Retry-After 1 "
         f"(default {DEFAULT_QUEUE_DEPTH})",
     )
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return text
 
 
 def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
@@ -192,6 +208,7 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         sessions=args.sessions,
         session_queue=DEFAULT_SESSION_QUEUE if args.session_queue is None else args.session_queue,
         filtered_reads=tuple(args.filtered_reads),
+        filtered_contacts=args.filtered_contacts,
         semaphores=args.semaphores,
         queue_depth=DEFAULT_QUEUE_DEPTH if args.queue_depth is None else args.queue_depth,
     )

@@ -66,6 +66,9 @@ class EmulatorOptions:
       and the next is answered 202 (not applied).
     - ``filtered_reads``: Table API reads of these tables see no rows (200, empty result, X-Total-Count 0;
       a read by sys_id is 404), as reads filtered by ACLs or before-query business rules.
+    - ``filtered_contacts``: a regular expression on ``client_session_id``: reads of those contacts' records
+      (their interactions, conversations and messages) see nothing, as a row-level read ACL does; other
+      contacts' records read as usual (the chaos soak's "filtered reads for a share of calls").
     - ``semaphores``: at most this many requests worked at once, ``queue_depth`` wait for one, the rest are
       answered 429 with ``Retry-After: 1`` at once (the work time of a /cs/ request is ``latency_ms``).
     """
@@ -89,6 +92,7 @@ class EmulatorOptions:
     sessions: bool = False
     session_queue: int = DEFAULT_SESSION_QUEUE
     filtered_reads: tuple[str, ...] = ()
+    filtered_contacts: str | None = None
     semaphores: int | None = None
     queue_depth: int = DEFAULT_QUEUE_DEPTH
 
@@ -115,6 +119,11 @@ class EmulatorOptions:
             raise ValueError(f"filtered_reads must be a tuple of table names, got the string {self.filtered_reads!r}")
         if self.filtered_reads:
             parse_tables(",".join(self.filtered_reads))
+        if self.filtered_contacts is not None:
+            try:
+                re.compile(self.filtered_contacts)
+            except re.error as exc:
+                raise ValueError(f"filtered_contacts must be a regular expression: {exc}") from None
 
     @property
     def parsed_rate_limit(self) -> RateLimit | None:

@@ -316,6 +316,23 @@ class Store:
         with self._lock:
             return list(self._conn.execute(sql, tuple(params)).fetchall())
 
+    def client_session_of(self, table: str, row: dict[str, str]) -> str | None:
+        """The ``client_session_id`` of the interaction a row belongs to (read ACLs by contact), or None."""
+        if table == "interaction":
+            return row.get("client_session_id")
+        if table == "sys_cs_conversation":
+            sql, key = "SELECT client_session_id FROM interaction WHERE sys_id = ?", row.get("interaction")
+        elif table == "sys_cs_message":
+            sql = (
+                "SELECT i.client_session_id FROM sys_cs_conversation c JOIN interaction i ON i.sys_id = c.interaction "
+                "WHERE c.sys_id = ?"
+            )
+            key = row.get("conversation")
+        else:
+            return None
+        found = self.read(sql, (key,))
+        return str(found[0][0]) if found and found[0][0] is not None else None
+
     def rows(self, table: str, sysparm_query: str = "") -> list[dict[str, str]]:
         """Every row of ``table`` matching an encoded query, as the Table API shows them."""
         return self.query(table, tableapi.parse_query(table, sysparm_query))[0]
