@@ -2,6 +2,7 @@
 
 One line per check, ``✓`` (passed), ``✗`` (failed, with what to do) or ``–`` (not run, and why):
 
+0. with ``--stack``: the stack is CREATE_COMPLETE/UPDATE_COMPLETE (the last deployment applied);
 1. the ServiceNow secret reads and holds basic or OAuth credentials (the bridge's own parser);
 2. ServiceNow answers with those credentials (the bridge's own client: basic, or an OAuth token);
 3. the voice interaction API lets the user create: a probe interaction with clientSessionId
@@ -106,6 +107,7 @@ class Targets:
     """What to check; any field left empty skips the checks that need it."""
 
     stack: str | None = None
+    stack_status: str | None = None
     function: str | None = None
     servicenow_url: str | None = None
     secret_arn: str | None = None
@@ -205,7 +207,7 @@ def resolve_stack(cloudformation: Any, stack: str) -> Targets:
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
     found = {name: parameters[key] for key, name in STACK_PARAMETERS.items() if parameters.get(key)}
     found.update({name: outputs[key] for key, name in STACK_OUTPUTS.items() if outputs.get(key)})
-    values: dict[str, Any] = {"stack": stack}
+    values: dict[str, Any] = {"stack": stack, "stack_status": stacks[0].get("StackStatus")}
     for name, value in found.items():
         if name == "alarm_names":
             values[name] = tuple(part.strip() for part in value.split(",") if part.strip())
@@ -468,6 +470,20 @@ def _queue_arn(sqs: Any, queue_url: str | None) -> str | None:
     return arn
 
 
+def check_stack_status(targets: Targets) -> CheckResult:
+    """The last deployment applied: a stack that rolled back still answers, with the previous version."""
+    name, status = "stack", str(targets.stack_status or "?")
+    if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"):
+        return passed(name, f"{targets.stack} is {status}")
+    if status.endswith("_IN_PROGRESS"):
+        return failed(name, f"{targets.stack} is {status}", "wait for the deployment to finish and run smoke again")
+    return failed(
+        name,
+        f"{targets.stack} is {status}: the last deployment did not apply",
+        f"aws cloudformation describe-stack-events --stack-name {targets.stack} names the failed resource",
+    )
+
+
 def check_event_source_mapping(targets: Targets, clients: Clients) -> CheckResult:
     from botocore.exceptions import ClientError
 
@@ -653,6 +669,8 @@ def run_checks(
             results.append(result)
             emit(result)
 
+    if targets.stack:
+        add(check_stack_status(targets))
     servicenow_names = (AUTH_CHECK, WRITE_CHECK, READ_CHECK)
     credentials = None
     if targets.secret_arn:

@@ -246,8 +246,9 @@ def test_a_healthy_stack_passes_every_check_and_leaves_one_closed_probe(
     assert code == 0, lines
     assert err == ""
     checks = lines[1:-1]
-    assert len(checks) == 10 and all(text.startswith("✓ ") for text in checks), lines
-    assert lines[-1] == "smoke: 10 passed, 0 failed, 0 not checked"
+    assert len(checks) == 11 and all(text.startswith("✓ ") for text in checks), lines
+    assert lines[-1] == "smoke: 11 passed, 0 failed, 0 not checked"
+    assert line(lines, "stack") == f"✓ stack: {STACK} is CREATE_COMPLETE"
     assert "basic auth (username, password)" in line(lines, "secret")
     assert f"mapping {deployed.mapping_uuid} Enabled on {STACK}-segments" in line(lines, "event source mapping")
     assert "5 exist (5 without actions: set AlarmTopicArn to be notified)" in line(lines, "alarms")
@@ -588,3 +589,40 @@ def test_probe_that_cannot_be_closed(aws: None, emulator: RunningEmulator, capsy
     write = line(lines, "voice interaction API")
     assert write.startswith("✗ ") and "close_interaction: 403" in write and "by hand" in write
     assert line(lines, "Table API read").startswith("✓ ")
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"),
+    [("UPDATE_ROLLBACK_COMPLETE", "describe-stack-events"), ("UPDATE_IN_PROGRESS", "wait for the deployment")],
+)
+def test_stack_whose_last_deployment_did_not_apply(
+    aws: None, emulator: RunningEmulator, capsys: pytest.CaptureFixture[str], status: str, advice: str
+) -> None:
+    # moto's stacks are always complete: CloudFormation's answer is stubbed, the rest is moto and the emulator.
+    deployed = deploy_fake_stack(emulator.url)
+    cloudformation = boto3.client("cloudformation")
+    stubber = Stubber(cloudformation)
+    stubber.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": STACK,
+                    "CreationTime": "2026-01-01T00:00:00Z",
+                    "StackStatus": status,
+                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in deployed.outputs().items()],
+                }
+            ]
+        },
+        {"StackName": STACK},
+    )
+    stubber.activate()
+    args = cli.build_parser(["smoke"]).parse_args(["smoke", "--stack", STACK])
+    clients = smoke.Clients.from_environment()
+    clients.cloudformation = cloudformation
+
+    code = smoke.run(args, clients=clients)
+
+    assert code == 1
+    found = line(capsys.readouterr().out.splitlines(), "stack")
+    assert found.startswith(f"✗ stack: {STACK} is {status}") and advice in found

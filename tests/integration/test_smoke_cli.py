@@ -34,7 +34,7 @@ def test_smoke_passes_then_names_the_parked_records(aws_env: dict[str, str], emu
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     lines = healthy.stdout.splitlines()
     assert lines[0] == f"voicebridge smoke: stack {name}"
-    assert lines[-1] == "smoke: 9 passed, 0 failed, 1 not checked"  # no Connect instance: not checked
+    assert lines[-1] == "smoke: 10 passed, 0 failed, 1 not checked"  # no Connect instance: not checked
     assert not [line for line in lines if line.startswith("{")]  # no JSON log lines in the report
     probe = next(line for line in lines if line.startswith("✓ voice interaction API:"))
     session = probe.split("clientSessionId ")[1].split(",")[0]
@@ -51,7 +51,7 @@ def test_smoke_passes_then_names_the_parked_records(aws_env: dict[str, str], emu
 
     assert broken.returncode == 1
     assert "✗ parking queue: holds 1 message(s)" in broken.stdout
-    assert broken.stdout.splitlines()[-1] == "smoke: 7 passed, 1 failed, 2 not checked"
+    assert broken.stdout.splitlines()[-1] == "smoke: 8 passed, 1 failed, 2 not checked"
 
 
 def test_unknown_stack_is_one_line_and_exit_2(aws_env: dict[str, str]) -> None:
