@@ -107,7 +107,14 @@ def test_retries_then_the_failure_queue(template: dict[str, Any]) -> None:
         "Destination": {"Fn::GetAtt": ["PostCallFailureQueue", "Arn"]},
     }
     rule = function["Events"]["AnalysisFileCreated"]["Properties"]
-    assert rule["DeadLetterConfig"]["Destination"] == {"Fn::GetAtt": ["PostCallFailureQueue", "Arn"]}
+    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["PostCallFailureQueue", "Arn"]}}
+    # EventBridge sends dead letters with the queue's policy: only this rule may.
+    (statement,) = resource(template, "PostCallFailureQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(
+        ":rule/" + rule["RuleName"]["Fn::Sub"]
+    )
 
 
 def test_the_role_reads_only_the_analysis_prefix_and_writes_only_its_queues(template: dict[str, Any]) -> None:
