@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from bridge.postcall.keys import parse_key
-from bridge.postcall_handler import METRIC_NAMES
 from voicebridge.template import load_template
 
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "postcall" / "bucket"
@@ -140,6 +139,9 @@ def test_the_role_reads_only_the_analysis_prefix_and_writes_only_its_queues(temp
 
 
 def test_the_alarms_watch_metrics_the_handler_publishes(template: dict[str, Any]) -> None:
+    # Imported here: the handler's Metrics() reads POWERTOOLS_METRICS_NAMESPACE, set per test (tests/conftest.py).
+    from bridge.postcall_handler import METRIC_NAMES
+
     published = set(METRIC_NAMES.values())
     for name in ("PostCallParkedAlarm", "PostCallErrorsAlarm"):
         alarm = resource(template, name)
