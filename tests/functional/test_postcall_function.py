@@ -406,3 +406,18 @@ def test_without_a_connect_stand_in_lookups_use_amazon_connect(postcall: PostCal
     assert isinstance(connect, ConnectDirectoryClient)
     assert isinstance(connect.client, RememberingConnectClient)
     assert connect.client._client.meta.service_model.service_name == "connect"
+
+
+def test_a_read_timeout_on_transcript_is_retried_and_the_transcript_stored_once(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.errors import RetryableError
+
+    postcall.configure(monkeypatch, SERVICENOW_READ_TIMEOUT="0.5")
+    postcall.stack.emulator.add_fault_rules(
+        [{"action": "delay", "delay_ms": 1500, "method": "POST", "path": "/transcript$"}]
+    )
+    with pytest.raises(RetryableError):
+        postcall.created(C1_REDACTED)  # no answer in time: maybe stored, maybe not
+    assert postcall.created(C1_REDACTED) == {"files": 1, "imported": 1}
+    assert_stored_exactly(postcall.stack, C1, C1_REDACTED)  # whichever request landed, its turns are there once
