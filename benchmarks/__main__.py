@@ -10,6 +10,7 @@ in moto, and moto-free (DynamoDB = the real boto3 client on an in-process wire, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import io
 import math
@@ -70,18 +71,22 @@ class Scale:
     cpu_turns: int  # turns per synthetic call in the CPU workloads (60: a real call's length)
     backlog_s: float  # stream seconds of each backlog run
     lag_s: float  # wall seconds of each real-time lag run
+    lead_s: float  # wall seconds before a lag run's first record is due
     calls: tuple[int, int]  # the moderate and the large concurrent-call counts of the load runs
     import_runs: int
     emulator_s: float
     profile_s: float  # stream seconds of the profiled backlog
     always_profile: bool  # profile even when every goal is met (the smoke run exercises the profiling code)
+    # One emulator process for every load run instead of a fresh one each (state accumulates across runs: fine
+    # for figures that mean nothing, and it saves the smoke run a dozen interpreter starts).
+    shared_emulators: bool = False
 
 
 SCALES = {
-    "full": Scale("full", 5, 3, 60, 10.0, 15.0, (300, 1000), 7, 3.0, 5.0, False),
-    "quick": Scale("quick", 3, 1, 60, 5.0, 8.0, (300, 1000), 7, 2.0, 5.0, False),
+    "full": Scale("full", 5, 3, 60, 10.0, 15.0, 0.5, (300, 1000), 7, 3.0, 5.0, False),
+    "quick": Scale("quick", 3, 1, 60, 5.0, 8.0, 0.5, (300, 1000), 7, 2.0, 5.0, False),
     # Each load run still starts its own emulator and does its warm-up: the smoke run goes through every step.
-    "smoke": Scale("smoke", 1, 1, 4, 1.0, 0.5, (20, 30), 1, 0.2, 1.0, True),
+    "smoke": Scale("smoke", 1, 1, 4, 1.0, 0.5, 0.1, (20, 30), 1, 0.2, 1.0, True, shared_emulators=True),
 }
 
 
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="shorter runs (~1.5 min), noisier figures")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes (~20 s): every row, meaningless figures")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes (~25 s): every row, meaningless figures")
     parser.add_argument("--workers", type=int, default=32, help="MAX_WORKERS for the load runs (template: 32)")
     parser.add_argument("--window", type=float, default=0.0, help="batching window (s) for the lag runs (template: 0)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles of missed goals")
@@ -102,6 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF blobs on stdout
     quiet_logs()
     scale = SCALES["quick" if args.quick else "smoke" if args.smoke else "full"]
+    with contextlib.ExitStack() as stack:
+        loaded = profiled = None  # None: each run starts its own emulator
+        if scale.shared_emulators:
+            from voicebridge.emulator.process import emulator_subprocess
+
+            loaded = stack.enter_context(emulator_subprocess(["--latency-ms", "100"]))
+            profiled = stack.enter_context(emulator_subprocess(["--latency-ms", "0"]))
+        return report(args, scale, loaded, profiled)
+
+
+def report(args: argparse.Namespace, scale: Scale, loaded: str | None, profiled: str | None) -> int:
+    """Measure and print the table; ``loaded``/``profiled``: shared emulators (100 ms / 0 ms) or None."""
     began = time.perf_counter()
     rows: list[tuple[str, str, str, str]] = []
     notes: list[str] = []
@@ -161,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         (large, 500, 64, "wire"),
     ]
     for calls, batch_size, pool, aws in plans:
-        result = loadgen.measure("backlog", calls, seconds, pool, batch_size=batch_size, aws=aws)
+        result = loadgen.measure("backlog", calls, seconds, pool, batch_size=batch_size, aws=aws, url=loaded)
         notes.append(result.summary())
         progress(result.summary())
         row(
@@ -180,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     if workers < 64:
         lag_plans.append((large, 64, "wire"))  # the pool's cap: what one shard of 1000 calls needs at BatchSize 100
     for calls, pool, aws in lag_plans:
-        result = loadgen.measure("realtime", calls, lag_seconds, pool, aws=aws, window_s=args.window)
+        result = loadgen.measure(
+            "realtime", calls, lag_seconds, pool, aws=aws, window_s=args.window, lead_s=scale.lead_s, url=loaded
+        )
         notes.append(result.summary())
         progress(result.summary())
         p99 = result.lag(0.99)
@@ -267,10 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         if every or any(m.startswith(("throughput", "lag")) for m in missed):
             # ServiceNow latency 0: the load runs wait on the network; the profile shows what costs CPU per contact.
             say("-- backlog through the real handler, moto-free, emulator latency 0 (contacts inline, one thread):")
-            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="wire"))
+            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="wire", url=profiled))
         if every or "throughput-moto" in missed or "lag-moto" in missed:
             say("-- the same with AWS in moto:")
-            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="moto"))
+            say(loadgen.profile_backlog(moderate, scale.profile_s, latency_ms=0.0, aws="moto", url=profiled))
     say(f"total {time.perf_counter() - began:.0f} s")
     if args.results:
         args.results.write_text(

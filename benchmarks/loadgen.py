@@ -248,10 +248,13 @@ def run_backlog(subject: Harness, window: Stream, batch_size: int) -> LoadResult
     )
 
 
-def run_realtime(subject: Harness, window: Stream, batch_size: int, window_s: float = 0.0) -> LoadResult:
+def run_realtime(
+    subject: Harness, window: Stream, batch_size: int, window_s: float = 0.0, lead_s: float = 0.5
+) -> LoadResult:
     # Each record arrives at wall-clock ``origin + t`` (its stream time): that is its approximateArrivalTimestamp,
     # and the loop below never hands a record to the handler before that instant.
-    origin = time.time() + 0.5
+    # ``lead_s``: the stream's time 0 lies this far ahead, so the first records are not already late.
+    origin = time.time() + lead_s
     arrivals = [origin + t for t in window.times]
     records = [stamped([record], arrived)[0] for record, arrived in zip(window.records, arrivals, strict=True)]
     for record, arrived in zip(records, arrivals, strict=True):
@@ -309,21 +312,30 @@ def measure(
     aws: str = "moto",
     window_s: float = 0.0,
     dynamodb_ms: float = 5.0,
+    lead_s: float = 0.5,
+    url: str | None = None,
 ) -> LoadResult:
+    """One load run; ``url``: an emulator already running with ``latency_ms`` (None: a fresh one for this run)."""
     warm, window = steady(calls, seconds)
-    with harness(workers, latency_ms, aws=aws, dynamodb_ms=dynamodb_ms) as subject:
+    with harness(workers, latency_ms, url=url, aws=aws, dynamodb_ms=dynamodb_ms) as subject:
         warm_up(subject, warm)
         if mode == "backlog":
             result = run_backlog(subject, window, batch_size)
         else:
-            result = run_realtime(subject, window, batch_size, window_s)
+            result = run_realtime(subject, window, batch_size, window_s, lead_s)
     result.aws = aws
     result.window_s = window_s
     return result
 
 
 def profile_backlog(
-    calls: int, seconds: float, batch_size: int = 100, latency_ms: float = 100.0, aws: str = "moto", top: int = 10
+    calls: int,
+    seconds: float,
+    batch_size: int = 100,
+    latency_ms: float = 100.0,
+    aws: str = "moto",
+    top: int = 10,
+    url: str | None = None,
 ) -> str:
     """cProfile of a backlog run with contacts run inline (one thread, so every call is seen), plus moto's share."""
     import cProfile
@@ -333,7 +345,7 @@ def profile_backlog(
     from bridge import factory
 
     warm, window = steady(calls, seconds)
-    with harness(8, latency_ms, aws=aws) as subject:
+    with harness(8, latency_ms, url=url, aws=aws) as subject:
         warm_up(subject, warm)
         factory.get_bridge().processor.executor = None
         groups = batches(stamped(window.records), batch_size)
