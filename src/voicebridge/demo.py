@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from bridge.redaction import RedactionMode
 from voicebridge import argtypes
 from voicebridge.fixtures import FixtureError, load_fixtures
 from voicebridge.replay import ReplayOptions, format_report, replay_session
@@ -69,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=argtypes.batch_size, default=10, help="records per invocation, 1-10000 (default 10)"
     )
+    parser.add_argument(
+        "--redact",
+        choices=[mode.value for mode in RedactionMode],
+        default=RedactionMode.NONE.value,
+        help="RedactContent for this run: pci masks card numbers and SSNs, pii also e-mail and phone (default none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         f"in batches of {args.batch_size}"
     )
     print("  ServiceNow: embedded emulator · DynamoDB, SQS, Secrets Manager: in-process (moto)\n")
-    with replay_session(records, ReplayOptions(batch_size=args.batch_size)) as (report, target):
+    if args.redact != RedactionMode.NONE:
+        print(f"  RedactContent={args.redact}: masked before anything is sent to ServiceNow\n")
+    options = ReplayOptions(batch_size=args.batch_size, extra_environment={"REDACT_CONTENT": args.redact})
+    with replay_session(records, options) as (report, target):
         print(format_report(report), "\n")
         interactions = read_interactions(target.url, target.basic_auth, list(report.contacts))
         for interaction in interactions:

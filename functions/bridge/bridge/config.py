@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from bridge.errors import ConfigurationError
+from bridge.redaction import RedactionMode
 
 DEFAULT_RECORDING_URL_TEMPLATE = "https://{instance_alias}.my.connect.aws/contact-trace-records/details/{contact_id}"
 RECORDING_URL_FIELDS = frozenset({"contact_id", "instance_id", "instance_alias", "region", "recording_location"})
@@ -55,6 +56,7 @@ class Settings:
     agent_lookup: AgentLookup = AgentLookup.DESCRIBE_USER
     inbound_id: str = ""
     forward_notes: bool = True
+    redact_content: RedactionMode = RedactionMode.NONE
     max_workers: int = 32
     contact_ttl_days: int = 7
     connect_timeout_s: float = 3.05
@@ -186,6 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         agent_lookup=_choice(environ, "AGENT_LOOKUP", AgentLookup, AgentLookup.DESCRIBE_USER),
         inbound_id=environ.get("INBOUND_ID", "").strip(),
         forward_notes=_bool(environ, "FORWARD_NOTES", True),
+        redact_content=_choice(environ, "REDACT_CONTENT", RedactionMode, RedactionMode.NONE),
         max_workers=_int(environ, "MAX_WORKERS", 32, 1, 64),
         contact_ttl_days=_int(environ, "CONTACT_TTL_DAYS", 7, 1, 365),
         connect_timeout_s=_float(environ, "SERVICENOW_CONNECT_TIMEOUT", 3.05),

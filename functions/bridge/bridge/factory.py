@@ -129,6 +129,7 @@ def build_bridge(settings: Settings) -> Bridge:
         ContactDirectory(settings, connect),
         RunnerOptions(
             forward_notes=settings.forward_notes,
+            redaction=settings.redact_content,
             contact_ttl_days=settings.contact_ttl_days,
             settle_seconds=settings.settle_s,
             late_apply_seconds=settings.read_timeout_s + settings.settle_s,

@@ -25,11 +25,13 @@ from bridge.models import (
     PendingEntry,
     TranscriptSegment,
 )
+from bridge.redaction import RedactionMode, Redactor, redactor_for
 
 
 @dataclass(frozen=True)
 class PlanOptions:
     forward_notes: bool = True
+    redaction: RedactionMode = RedactionMode.NONE  # what to mask in content and notes before it is sent
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ContactPlan:
     duplicates: int  # segments (or lifecycle events) already handled
     utterances: int  # partials, never sent
     max_offset_millis: int
+    redacted: int = 0  # new messages (transcript turns and notes) that had anything masked
 
     @property
     def writes_state(self) -> bool:
@@ -57,16 +60,34 @@ class ContactPlan:
         return bool(self.open or self.messages or self.unconfirmed or self.close)
 
 
-def transcript_message(segment: TranscriptSegment, sequence_number: str) -> OutgoingMessage:
-    """design.md mapping: id = Transcript.Id, participant from role/id, sentiment and offsets as given."""
+def transcript_message(
+    segment: TranscriptSegment, sequence_number: str, redactor: Redactor | None = None
+) -> OutgoingMessage:
+    """design.md mapping: id = Transcript.Id, participant from role/id, sentiment and offsets as given.
+
+    With a redactor the content is masked and the IssuesDetected character offsets move with it (an offset inside
+    a masked value snaps to its placeholder's edge, so an issue never cuts a placeholder)."""
+    return _transcript_message(segment, sequence_number, redactor)[0]
+
+
+def _transcript_message(
+    segment: TranscriptSegment, sequence_number: str, redactor: Redactor | None
+) -> tuple[OutgoingMessage, bool]:
+    content, issues = segment.content, segment.issues
+    redacted = False
+    if redactor is not None:
+        result = redactor.redact(content)
+        if result.redacted:
+            content, redacted = result.text, True
+            issues = tuple(result.map_range(begin, end) for begin, end in issues)
     attributes: list[tuple[str, str]] = []
     if segment.role and segment.role != segment.participant:
         attributes.append(("participantRole", segment.role))
-    if segment.issues:
-        attributes.append(("issuesDetected", ",".join(f"{begin}-{end}" for begin, end in segment.issues)))
-    return OutgoingMessage(
+    if issues:
+        attributes.append(("issuesDetected", ",".join(f"{begin}-{end}" for begin, end in issues)))
+    message = OutgoingMessage(
         id=segment.id,
-        content=segment.content,
+        content=content,
         participant=segment.participant,
         begin_offset_millis=segment.begin_offset_millis,
         end_offset_millis=segment.end_offset_millis,
@@ -75,6 +96,7 @@ def transcript_message(segment: TranscriptSegment, sequence_number: str) -> Outg
         sequence_number=sequence_number,
         attributes=tuple(attributes),
     )
+    return message, redacted
 
 
 def _note_id(contact_id: str, kind: str, text: str) -> str:
@@ -83,54 +105,67 @@ def _note_id(contact_id: str, kind: str, text: str) -> str:
     return f"voicebridge-{kind}-{digest}"
 
 
-def note_messages(event: ContactEvent, last_offset: int) -> list[OutgoingMessage]:
+def note_messages(event: ContactEvent, last_offset: int, redactor: Redactor | None = None) -> list[OutgoingMessage]:
     """Categories and the post-contact summary as agent-only notes (``isInternalMessage: true``).
 
     Categories sit at their first point of interest; the summary at the end of the call so far (ServiceNow orders
-    by offsets, and a summary belongs after the last turn).
+    by offsets, and a summary belongs after the last turn). With a redactor the text is masked *before* the note id
+    is derived from it: the id is sent too, and a digest of a card number is not much better than the number.
     """
-    notes: list[OutgoingMessage] = []
+    return [message for message, _ in _note_messages(event, last_offset, redactor)]
+
+
+def _masked(text: str, redactor: Redactor | None) -> tuple[str, bool]:
+    if redactor is None:
+        return text, False
+    result = redactor.redact(text)
+    return result.text, result.redacted
+
+
+def _note_messages(
+    event: ContactEvent, last_offset: int, redactor: Redactor | None
+) -> list[tuple[OutgoingMessage, bool]]:
+    notes: list[tuple[OutgoingMessage, bool]] = []
     seq = event.record.sequence_number
     for categories in event.categories:
         if not categories.matched:
             continue
-        text = "Contact Lens categories matched: " + ", ".join(categories.matched)
+        text, redacted = _masked("Contact Lens categories matched: " + ", ".join(categories.matched), redactor)
         begin, end = (
             (min(p[1] for p in categories.points), min(p[2] for p in categories.points))
             if (categories.points)
             else (last_offset, last_offset)
         )
-        notes.append(
-            OutgoingMessage(
-                id=_note_id(event.contact_id, "categories", text + repr(categories.points)),
-                content=text,
-                participant="AGENT",
-                begin_offset_millis=begin,
-                end_offset_millis=max(begin, end),
-                sentiment=None,
-                internal=True,
-                sequence_number=seq,
-                attributes=(("noteType", "categories"),),
-            )
+        note = OutgoingMessage(
+            id=_note_id(event.contact_id, "categories", text + repr(categories.points)),
+            content=text,
+            participant="AGENT",
+            begin_offset_millis=begin,
+            end_offset_millis=max(begin, end),
+            sentiment=None,
+            internal=True,
+            sequence_number=seq,
+            attributes=(("noteType", "categories"),),
         )
+        notes.append((note, redacted))
     for summary in event.summaries:
         if summary.status == "FAILED" or not summary.content.strip():
             text = f"Contact Lens post-contact summary failed ({summary.failure_code or 'no reason given'})"
         else:
             text = "Post-contact summary: " + summary.content
-        notes.append(
-            OutgoingMessage(
-                id=_note_id(event.contact_id, "summary", text),
-                content=text,
-                participant="AGENT",
-                begin_offset_millis=last_offset,
-                end_offset_millis=last_offset,
-                sentiment=None,
-                internal=True,
-                sequence_number=seq,
-                attributes=(("noteType", "postContactSummary"),),
-            )
+        text, redacted = _masked(text, redactor)
+        note = OutgoingMessage(
+            id=_note_id(event.contact_id, "summary", text),
+            content=text,
+            participant="AGENT",
+            begin_offset_millis=last_offset,
+            end_offset_millis=last_offset,
+            sentiment=None,
+            internal=True,
+            sequence_number=seq,
+            attributes=(("noteType", "postContactSummary"),),
         )
+        notes.append((note, redacted))
     return notes
 
 
@@ -163,16 +198,18 @@ def plan_contact(
     duplicates = utterances = 0
     close = reclose = False
     close_sequence: str | None = state.close_sequence_number if state else None
+    redactor = None if options.redaction is RedactionMode.NONE else redactor_for(options.redaction)
+    redacted = 0
 
     for event in events:
         utterances += event.utterances
-        candidates = [transcript_message(t, event.record.sequence_number) for t in event.transcripts]
-        for candidate in candidates:
+        candidates = [_transcript_message(t, event.record.sequence_number, redactor) for t in event.transcripts]
+        for candidate, _ in candidates:
             last_offset = max(last_offset, candidate.end_offset_millis)
         if options.forward_notes:
-            candidates.extend(note_messages(event, last_offset))
+            candidates.extend(_note_messages(event, last_offset, redactor))
         new_after_close = False
-        for message in candidates:
+        for message, masked in candidates:
             if message.id in seen:
                 duplicates += 1
                 continue
@@ -186,6 +223,7 @@ def plan_contact(
                 new_after_close = True
             else:
                 messages.append(message)
+                redacted += masked  # counted once, when first planned (a redelivery is a duplicate or unconfirmed)
         if new_after_close:
             after_close.append(event)
         if event.event_type.ends_contact:
@@ -218,4 +256,5 @@ def plan_contact(
         duplicates=duplicates,
         utterances=utterances,
         max_offset_millis=last_offset,
+        redacted=redacted,
     )

@@ -32,6 +32,7 @@ from bridge.models import (
 )
 from bridge.planner import ContactPlan, PlanOptions, plan_contact
 from bridge.ports import ContactStorePort, ParkedItem, ServiceNowPort
+from bridge.redaction import RedactionMode
 
 # ServiceNow rejects bodies over 10 MB; stay far below, and keep one request per contact per batch in practice
 # (a 100-record batch of one contact is ~300 KB).
@@ -66,11 +67,13 @@ class ContactOutcome:
     retry: bool = False
     error_class: str | None = None
     lookup_fallbacks: list[str] = field(default_factory=list)
+    redacted: int = 0  # new messages that had anything masked (SegmentsRedacted)
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
     forward_notes: bool = True
+    redaction: RedactionMode = RedactionMode.NONE
     contact_ttl_days: int = 7
     historical: bool = False
     # After a read timeout ServiceNow may still apply the request: how long to keep reading back before concluding
@@ -134,13 +137,16 @@ class ContactRunner:
     def run(
         self, events: Sequence[ContactEvent], state: ContactState | None, deadline: float, historical: bool = False
     ) -> ContactOutcome:
-        plan = plan_contact(events, state, PlanOptions(forward_notes=self.options.forward_notes))
+        plan = plan_contact(
+            events, state, PlanOptions(forward_notes=self.options.forward_notes, redaction=self.options.redaction)
+        )
         outcome = ContactOutcome(
             contact_id=plan.contact_id,
             first_sequence_number=plan.first_sequence_number,
             interaction_id=state.interaction_id if state else None,
             duplicates=plan.duplicates,
             utterances=plan.utterances,
+            redacted=plan.redacted,
         )
         if plan.after_close:
             # ServiceNow stores nothing after close: keep the segments (parked), never drop them silently.

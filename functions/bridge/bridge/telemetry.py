@@ -34,6 +34,9 @@ def batch_counts(result: BatchResult) -> dict[str, float]:
         "ServiceNowErrors": sum(1 for o in outcomes if (o.error_class or "").startswith("ServiceNow")),
         "StateWrites": sum(o.state_writes for o in outcomes),
         "LookupFallbacks": sum(len(o.lookup_fallbacks) for o in outcomes),
+        # Transcript turns and notes that had a card number, SSN, e-mail or phone masked (RedactContent); what was
+        # masked is never logged.
+        "SegmentsRedacted": sum(o.redacted for o in outcomes),
     }
     if result.lag_ms:
         ordered = sorted(result.lag_ms)
