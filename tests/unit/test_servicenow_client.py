@@ -414,9 +414,16 @@ def test_429_honours_retry_after_then_succeeds(clock: Clock) -> None:
 
 @pytest.mark.parametrize(
     ("retry_after", "slept"),
-    [("120", MAX_RETRY_AFTER_SECONDS), ("0", 0.0), ("-5", 0.0), ("Wed, 01 Jan garbage", None), ("nan", None)],
+    [
+        ("120", 120.0),  # minutes are honoured whole (an hourly quota), not cut to a few seconds
+        ("100000", MAX_RETRY_AFTER_SECONDS),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("Wed, 01 Jan garbage", None),
+        ("nan", None),
+    ],
 )
-def test_retry_after_is_capped_and_unparseable_values_fall_back_to_backoff(
+def test_retry_after_is_honoured_up_to_a_day_and_unparseable_values_fall_back_to_backoff(
     clock: Clock, retry_after: str, slept: float | None
 ) -> None:
     session = FakeSession(failure(429, "Rate limit exceeded", headers={"Retry-After": retry_after}), result(SAVED))
@@ -483,26 +490,107 @@ def test_max_attempts_is_configurable(clock: Clock) -> None:
     assert len(session.sent) == 2
 
 
-def test_the_deadline_stops_retries_early(clock: Clock) -> None:
-    # connect 3.05 + read 10 after a 1 s wait: room for one retry within 15 s, not for two.
+def test_the_deadline_stops_retries_early_and_clamps_every_request(clock: Clock) -> None:
+    # A retry needs 3 s left after its wait: after 1 s there are 3.5 s left (one retry), after 2 s only 2.5 s.
     session = FakeSession(*[failure(503, "Service Unavailable", headers={"Retry-After": "1"}) for _ in range(4)])
     client = client_for(session, clock)
-    client.deadline = clock.now + 15.0
+    client.deadline = clock.now + 4.5
 
     with pytest.raises(ServiceNowUnavailableError):
         client.create_interaction(OPEN)
 
     assert len(session.sent) == 2 and clock.sleeps == [1.0]
+    # connect 3.05 + read 10 would outlive the invocation: both are cut to what is left (4.5 s, then 3.5 s).
+    assert session.sent[0].timeout == (2.25, 2.25)
+    assert session.sent[1].timeout == (1.75, 1.75)
+
+
+def test_no_request_starts_in_the_last_second(clock: Clock) -> None:
+    session = FakeSession(result({"interactionId": INTERACTION}))
+    client = client_for(session, clock)
+    client.deadline = clock.now + 0.5
+    with pytest.raises(ServiceNowUnavailableError, match="no time left"):
+        client.create_interaction(OPEN)
+    assert session.sent == []
+
+
+def test_a_request_with_time_to_spare_keeps_the_configured_timeouts(clock: Clock) -> None:
+    session = FakeSession(result({"interactionId": INTERACTION}))
+    client = client_for(session, clock)
+    client.deadline = clock.now + 60
+    client.create_interaction(OPEN)
+    assert session.sent[0].timeout == (3.05, 10.0)
 
 
 def test_no_retry_when_the_wait_alone_would_pass_the_deadline(clock: Clock) -> None:
-    session = FakeSession(failure(429, "Rate limit exceeded", headers={"Retry-After": "10"}))
+    session = FakeSession(failure(429, "Rate limit exceeded", headers={"Retry-After": "1800"}))
     client = client_for(session, clock)
     client.deadline = clock.now + 20.0
 
-    with pytest.raises(ServiceNowUnavailableError):
+    with pytest.raises(ServiceNowUnavailableError) as caught:
         client.create_interaction(OPEN)
     assert clock.sleeps == []
+    assert caught.value.retry_after == 1800.0  # the processor holds the shard with it
+
+
+def test_retry_after_closes_a_gate_every_worker_honours(clock: Clock) -> None:
+    """One thread's 429 stops the others: while the gate is closed nothing is sent, and a wait longer than the
+    invocation fails at once (never sent) with the time left to wait."""
+    session = FakeSession(failure(429, "Rate limit exceeded", headers={"Retry-After": "1800"}))
+    client = client_for(session, clock)
+    client.deadline = clock.now + 20.0
+    with pytest.raises(ServiceNowUnavailableError):
+        client.create_interaction(OPEN)
+
+    clock.now += 600
+    client.deadline = clock.now + 20.0
+    with pytest.raises(ServiceNowUnavailableError, match="Retry-After") as caught:
+        client.post_messages(INTERACTION, [message()])
+    assert len(session.sent) == 1  # the second call never reached ServiceNow
+    assert caught.value.retry_after == pytest.approx(1200.0)
+
+
+def test_a_short_gate_is_waited_out_then_the_request_goes(clock: Clock) -> None:
+    session = FakeSession(result(SAVED))
+    client = client_for(session, clock)
+    client.deadline = clock.now + 60
+    client._close_gate(5.0)  # another worker's 429 with Retry-After: 5
+    client.post_messages(INTERACTION, [message()])
+    assert clock.sleeps == [5.0] and len(session.sent) == 1
+
+
+def test_no_cookie_is_kept_between_requests() -> None:
+    """A real instance sets JSESSIONID and runs one transaction at a time per session: a shared jar would make
+    every worker thread queue behind one session."""
+    client = ServiceNowClient(BASE, FakeCredentials(BASIC))
+    jar = client.session.cookies
+    response = requests.Response()
+    response.status_code = 200
+    response.url = f"{BASE}/api/now/table/interaction"
+    import http.cookiejar
+    import urllib.request
+
+    request = urllib.request.Request(response.url)
+    cookie = http.cookiejar.Cookie(
+        0,
+        "JSESSIONID",
+        "abc",
+        None,
+        False,
+        "example.service-now.com",
+        True,
+        False,
+        "/",
+        True,
+        True,
+        None,
+        False,
+        None,
+        None,
+        {},
+    )
+    jar.set_cookie_if_ok(cookie, request)
+    assert len(jar) == 0
 
 
 def test_202_is_never_a_success(clock: Clock) -> None:
