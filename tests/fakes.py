@@ -30,6 +30,7 @@ class FakeServiceNow:
         self.fail_next: dict[str, list[Exception]] = {}
         self.apply_then_fail: dict[str, list[Exception]] = {}
         self.read_forbidden = False
+        self.reads_filtered = False  # ACL-filtered: reads answer as if nothing were stored
 
     def __len__(self) -> int:
         return len(self.interactions)
@@ -90,7 +91,7 @@ class FakeServiceNow:
         self._enter("find_interaction")
         self._forbidden()
         found = self.by_contact(client_session_id)
-        return found[0].interaction_id if found else None
+        return found[0].interaction_id if found and not self.reads_filtered else None
 
     def find_conversation(self, interaction_id: str) -> str | None:
         self._enter("find_conversation")
@@ -101,7 +102,21 @@ class FakeServiceNow:
         self._enter("find_messages")
         self._forbidden()
         stored = {m.id for i in self.interactions.values() if i.conversation_id == conversation_id for m in i.messages}
-        return stored & set(segment_ids)
+        return set() if self.reads_filtered else stored & set(segment_ids)
+
+    def conversation_has_messages(self, conversation_id: str) -> bool:
+        self._enter("probe_messages")
+        self._forbidden()
+        if self.reads_filtered:
+            return False
+        return any(i.messages for i in self.interactions.values() if i.conversation_id == conversation_id)
+
+    def find_open_interactions(self, client_session_id: str) -> list[str]:
+        self._enter("find_open_interactions")
+        self._forbidden()
+        if self.reads_filtered:
+            return []
+        return [i.interaction_id for i in self.by_contact(client_session_id) if not i.closed]
 
     def _forbidden(self) -> None:
         if self.read_forbidden:
@@ -116,6 +131,7 @@ class FakeContactStore:
         self.loads = 0
         self.writes = 0
         self.fail_next_save: list[Exception] = []
+        self.parked_markers: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -134,6 +150,13 @@ class FakeContactStore:
         state = ContactState(contact_id, ContactStatus.CLAIMED, 1, instance_id, created_at=now, updated_at=now)
         self.items[contact_id] = state
         return state
+
+    def parked_before(self, keys: Sequence[str]) -> set[str]:
+        return self.parked_markers & set(keys)
+
+    def remember_parked(self, keys: Sequence[str], expires_at: int) -> None:
+        self.writes += 1
+        self.parked_markers.update(keys)
 
     def save(self, state: ContactState, expected_version: int) -> ContactState:
         self.writes += 1

@@ -62,6 +62,10 @@ class Settings:
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
     settle_s: float = 10.0
+    # How long an invocation may hold the shard when ServiceNow is unavailable for every contact (bounded by the
+    # invocation's time; 0 answers at once). Sized with the event source mapping's retries: README "Reliability".
+    outage_hold_s: float = 900.0
+    parked_marker_days: int = 14
     region: str = "us-east-1"
     xray_sdk: bool = False
 
@@ -194,6 +198,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_s=_float(environ, "SERVICENOW_CONNECT_TIMEOUT", 3.05),
         read_timeout_s=_float(environ, "SERVICENOW_READ_TIMEOUT", 10.0),
         settle_s=_float(environ, "SERVICENOW_SETTLE_SECONDS", 10.0),
+        outage_hold_s=float(_int(environ, "OUTAGE_HOLD_SECONDS", 900, 0, 900)),
+        parked_marker_days=_int(environ, "PARKED_MARKER_DAYS", 14, 1, 365),
         region=environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1",
         xray_sdk=_bool(environ, "VOICEBRIDGE_XRAY_SDK", False),
     )

@@ -82,9 +82,14 @@ class ServiceNowError(BridgeError):
 
 
 class ServiceNowUnavailableError(ServiceNowError, RetryableError):
-    """Not applied (429, 502/503/504, 202, connection refused, an HTML page); retries within the budget ran out."""
+    """Not applied (429, 502/503/504, 202, connection refused, an HTML page); retries within the budget ran out.
+
+    ``retry_after``: how long ServiceNow asked us to wait (``Retry-After``, seconds from when it was raised), when it
+    asked for longer than the invocation could wait; the processor then holds the shard (README "Reliability").
+    """
 
     reason_class = "servicenow_unavailable"
+    retry_after: float | None = None
 
 
 class AmbiguousError(RetryableError):
@@ -156,3 +161,10 @@ class TimeBudgetExceededError(RetryableError):
     """The invocation is about to time out: stop starting new steps, let Kinesis redeliver."""
 
     reason_class = "time_budget"
+
+
+class SettleIncompleteError(RetryableError):
+    """A write that may still be landing could not be waited out before the deadline: the contact is handed back
+    for redelivery with its segments still pending, never concluded "not applied" (and re-sent or re-created)."""
+
+    reason_class = "settle_incomplete"

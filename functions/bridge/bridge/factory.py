@@ -136,7 +136,15 @@ def build_bridge(settings: Settings) -> Bridge:
         ),
     )
     executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="contact")
-    return Bridge(settings, BatchProcessor(store, runner, parking, executor), servicenow, store, parking)
+    processor = BatchProcessor(
+        store,
+        runner,
+        parking,
+        executor,
+        outage_hold_seconds=settings.outage_hold_s,
+        parked_marker_days=settings.parked_marker_days,
+    )
+    return Bridge(settings, processor, servicenow, store, parking)
 
 
 _bridge: Bridge | None = None

@@ -233,6 +233,12 @@ class ContactState:
     created_at: int = 0
     updated_at: int = 0
     expires_at: int = 0
+    # The last attempt to create the interaction provably did not reach ServiceNow (429/503/not sent): the next
+    # one need not wait for it to land (one lookup, then create).
+    create_not_applied: bool = False
+    # The interaction was created without proof that an earlier attempt's create had not landed (the lookup was
+    # blind, or ServiceNow was late): at close, look for other open interactions of the contact and close them.
+    orphan_check: bool = False
 
     def evolve(self, **changes: Any) -> ContactState:
         return replace(self, **changes)

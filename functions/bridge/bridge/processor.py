@@ -3,7 +3,12 @@ park what cannot go through, and answer with the partial batch response.
 
 Failure semantics (Kinesis + ``ReportBatchItemFailures``): Lambda checkpoints at the lowest reported sequence
 number and redelivers everything after it. A contact that hit a retryable error reports its first record in this
-batch; other contacts' redelivered records are then skipped as duplicates by their state.
+batch; other contacts' redelivered records are then skipped as duplicates by their state (their pending entries
+past the lowest failure are cleared first, see ``_confirm``, so nothing of theirs is read back or re-sent).
+
+When ServiceNow is unavailable for every contact of the batch (an outage, or a quota with a long ``Retry-After``),
+the processor *holds the shard*: it waits (up to ``outage_hold_seconds`` and what the invocation has left) before
+answering, so each of Lambda's bounded retries spends real time instead of being burnt in seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import BridgeError, PermanentError, RetryableError, ServiceNowError
+from bridge.errors import (
+    BridgeError,
+    PermanentError,
+    RetryableError,
+    ServiceNowError,
+    ServiceNowUnavailableError,
+)
 from bridge.events import parse_record
 from bridge.log import logger
 from bridge.models import ContactEvent, ContactState, RejectedRecord
@@ -35,6 +46,9 @@ class BatchResult:
     transcripts_received: int = 0
     invalid_segments: int = 0
     lag_ms: list[float] = field(default_factory=list)
+    parked_before: int = 0  # records whose park was skipped: the same record was parked by an earlier delivery
+    confirmed_writes: int = 0  # pending entries cleared for contacts redelivered only because of another contact
+    held_seconds: float = 0.0  # the shard was held this long because ServiceNow was unavailable (outage hold)
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failed_sequence_numbers]}
@@ -64,12 +78,22 @@ class BatchProcessor:
         parking: ParkingPort,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
+        outage_hold_seconds: float = 0.0,
+        parked_marker_days: int = 14,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.runner = runner
         self.parking = parking
         self.executor = executor
         self.clock = clock
+        self.outage_hold_seconds = outage_hold_seconds
+        self.parked_marker_days = parked_marker_days
+        self.monotonic = monotonic
+        self.sleep = sleep
+        # Skip parking a record already parked for the same reason (live redeliveries); redrive turns it off.
+        self.park_once = True
         # Called with every BatchResult (replay's per-contact summary, benchmarks' counters).
         self.observers: list[Callable[[BatchResult], None]] = []
 
@@ -125,6 +149,14 @@ class BatchProcessor:
                 logger.error("contact states unavailable", step="load", outcome="retry", error=str(exc))
                 failed.update(group[0].record.sequence_number for group in groups.values())
                 states = None
+            except PermanentError as exc:
+                # A wrong table name or a role without access: retrying cannot help, keep the records parked.
+                logger.error("contact states unreadable", step="load", outcome="parked", error=str(exc))
+                for group in groups.values():
+                    to_park.append(
+                        ParkedItem(exc.reason_class, str(exc), records_of(group), group[0].contact_id, error_data(exc))
+                    )
+                states = None
             if states is not None:
                 result.outcomes = self._run_all(groups, states, deadline, historical)
                 now = self.clock()
@@ -140,9 +172,70 @@ class BatchProcessor:
         if to_park:
             failed.update(self._park(to_park, result))
         result.failed_sequence_numbers = sorted(failed, key=lambda seq: int(seq) if seq.isdigit() else -1)
+        if result.failed_sequence_numbers:
+            self._confirm(result)
+            self._hold_if_outage(result, deadline)
         for observer in self.observers:
             observer(result)
         return result
+
+    def _confirm(self, result: BatchResult) -> None:
+        """Lambda will redeliver everything from the lowest failure on, including records of contacts that went
+        through. Their segments are still *pending* in the contact item (written before the POST), so the
+        redelivery would read them back (or, with reads forbidden, re-send them as duplicates): clear the entries
+        ServiceNow confirmed, one write per such contact, only in batches that report a failure."""
+        lowest = (
+            min(int(seq) for seq in result.failed_sequence_numbers if seq.isdigit())
+            if any(seq.isdigit() for seq in result.failed_sequence_numbers)
+            else None
+        )
+        if lowest is None:
+            return
+        for outcome in result.outcomes:
+            state = outcome.final_state
+            if outcome.retry or outcome.parked or state is None or not outcome.confirmed_ids:
+                continue
+            if not any(p.sequence >= lowest and p.segment_id in outcome.confirmed_ids for p in state.pending):
+                continue
+            confirmed = state.evolve(
+                pending=tuple(p for p in state.pending if p.segment_id not in outcome.confirmed_ids)
+            )
+            try:
+                self.store.save(confirmed, expected_version=state.version)
+            except BridgeError as exc:  # the redelivery then reads them back: slower, never wrong
+                logger.warning(
+                    "could not confirm pending segments",
+                    step="confirm",
+                    outcome="skipped",
+                    contact_id=outcome.contact_id,
+                    error=str(exc),
+                )
+                continue
+            outcome.state_writes += 1
+            result.confirmed_writes += 1
+
+    def _hold_if_outage(self, result: BatchResult, deadline: float) -> None:
+        """Hold the shard while ServiceNow is unavailable for every contact that had work (no contact of the batch
+        got through): for its Retry-After when it gave one, else as long as allowed."""
+        if self.outage_hold_seconds <= 0:
+            return
+        outcomes = [o for o in result.outcomes if o.retry or o.sent or o.opened or o.closed or o.notes_sent]
+        if not outcomes or not all(o.retry and o.error_class == ServiceNowUnavailableError.__name__ for o in outcomes):
+            return
+        hints = [o.retry_after for o in outcomes if o.retry_after is not None]
+        hold = min(self.outage_hold_seconds, max(hints) if hints else self.outage_hold_seconds)
+        hold = min(hold, deadline - self.monotonic())
+        if hold <= 0:
+            return
+        logger.warning(
+            "ServiceNow unavailable for every contact; holding the shard",
+            step="batch",
+            outcome="held",
+            hold_s=round(hold, 1),
+            retry_after_s=round(max(hints), 1) if hints else None,
+        )
+        self.sleep(hold)
+        result.held_seconds = hold
 
     def _run_all(
         self, groups: dict[str, list[ContactEvent]], states: dict[str, ContactState], deadline: float, historical: bool
@@ -165,8 +258,13 @@ class BatchProcessor:
             # How long the contact's first record of this batch waited on the stream (trace's "lag" column).
             lag_ms=round(max(0.0, self.clock() - arrived) * 1000) if arrived else None,
         )
+        counted = ContactOutcome(
+            contact_id=first.contact_id,
+            first_sequence_number=first.record.sequence_number,
+            interaction_id=state.interaction_id if state else None,
+        )
         try:
-            return self.runner.run(events, state, deadline, historical)
+            return self.runner.run(events, state, deadline, historical, outcome=counted)
         except RetryableError as exc:
             logger.warning(
                 "contact will be redelivered",
@@ -175,17 +273,20 @@ class BatchProcessor:
                 error_class=type(exc).__name__,
                 error=str(exc),
             )
-            return self._failed(events, state, exc, retry=True)
+            failed = self._failed(events, state, exc, retry=True, outcome=counted)
+            if isinstance(exc, ServiceNowUnavailableError):
+                failed.retry_after = exc.retry_after
+            return failed
         except PermanentError as exc:
             logger.error(
                 "contact parked", step="contact", outcome="parked", error_class=type(exc).__name__, error=str(exc)
             )
-            return self._failed(events, state, exc, retry=False)
+            return self._failed(events, state, exc, retry=False, outcome=counted)
         except Exception as exc:  # noqa: BLE001 - a bug must park the work (payload kept), not block the shard
             logger.exception(
                 "unexpected error; contact parked", step="contact", outcome="parked", error_class=type(exc).__name__
             )
-            return self._failed(events, state, exc, retry=False, reason_class="internal_error")
+            return self._failed(events, state, exc, retry=False, reason_class="internal_error", outcome=counted)
         finally:
             logger.thread_safe_clear_keys()
 
@@ -196,14 +297,21 @@ class BatchProcessor:
         error: BaseException,
         retry: bool,
         reason_class: str | None = None,
+        outcome: ContactOutcome | None = None,
     ) -> ContactOutcome:
-        outcome = ContactOutcome(
-            contact_id=events[0].contact_id,
-            first_sequence_number=events[0].record.sequence_number,
-            interaction_id=state.interaction_id if state else None,
-            retry=retry,
-            error_class=type(error).__name__,
-        )
+        """The contact's outcome after ``error``: what it counted before failing is kept (a possible duplicate is
+        a possible duplicate even if the batch then failed); nothing of it is confirmed."""
+        if outcome is None:
+            outcome = ContactOutcome(
+                contact_id=events[0].contact_id,
+                first_sequence_number=events[0].record.sequence_number,
+                interaction_id=state.interaction_id if state else None,
+            )
+        outcome.retry = retry
+        outcome.error_class = type(error).__name__
+        outcome.final_state = None
+        outcome.confirmed_ids = frozenset()
+        outcome.closed = False
         if not retry:
             klass = reason_class or (error.reason_class if isinstance(error, BridgeError) else "internal_error")
             outcome.parked.append(
@@ -212,12 +320,41 @@ class BatchProcessor:
         return outcome
 
     def _park(self, items: list[ParkedItem], result: BatchResult) -> set[str]:
-        """Park everything in one call; if the queue refuses, report those records for retry instead."""
+        """Park everything in one call; if the queue refuses, report those records for retry instead.
+
+        A record is parked once per reason: the same position is redelivered whenever another contact of its batch
+        fails, and each redelivery would park it again. Markers in the contact table (``parked#...`` items, read
+        only when something is to be parked) remember what went to the queue."""
+        keys = {id(item): parked_keys(item) for item in items}
+        already: set[str] = set()
         try:
-            self.parking.park(items)
+            if self.park_once:
+                already = self.store.parked_before(sorted({k for ks in keys.values() for k in ks}))
+        except BridgeError as exc:  # cannot tell: park again (a duplicate in the queue, redrive is idempotent)
+            logger.warning("parked markers unreadable", step="park", outcome="unchecked", error=str(exc))
+        fresh = [item for item in items if not keys[id(item)] or not keys[id(item)] <= already]
+        result.parked_before += sum(len(item.records) for item in items if item not in fresh)
+        if not fresh:
+            return set()
+        try:
+            self.parking.park(fresh)
         except BridgeError as exc:  # unreachable or misconfigured queue: keep the records on the stream
             logger.error("parking failed; records will be redelivered", step="park", outcome="retry", error=str(exc))
-            result.parking_failed.extend(items)
-            return {str(item.records[0]["sequenceNumber"]) for item in items if item.records}
-        result.parked.extend(items)
+            result.parking_failed.extend(fresh)
+            return {str(item.records[0]["sequenceNumber"]) for item in fresh if item.records}
+        result.parked.extend(fresh)
+        try:
+            expires = int(self.clock()) + self.parked_marker_days * 86400
+            self.store.remember_parked(sorted({k for item in fresh for k in keys[id(item)]}), expires)
+        except BridgeError as exc:  # a later redelivery parks it again: a duplicate in the queue, never a loss
+            logger.warning("parked markers not written", step="park", outcome="unmarked", error=str(exc))
         return set()
+
+
+def parked_keys(item: ParkedItem) -> frozenset[str]:
+    """One key per record and reason: a record parked for its malformed segment and again with its contact's
+    records (a 400) are two different things to redrive. Sequence numbers are unique per shard; the partition key
+    is part of the key too, so records of two streams (or hand-made fixtures) never collide."""
+    return frozenset(
+        f"{item.reason_class}:{record.get('partitionKey')}:{record.get('sequenceNumber')}" for record in item.records
+    )

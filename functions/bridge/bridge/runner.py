@@ -14,11 +14,13 @@ from typing import TypeVar
 
 from bridge.directory import ContactDirectory
 from bridge.errors import (
-    PermanentError,
+    BridgeError,
     ServiceNowAmbiguousError,
+    ServiceNowError,
     ServiceNowReadForbiddenError,
     ServiceNowRejectedError,
     ServiceNowUnavailableError,
+    SettleIncompleteError,
     TimeBudgetExceededError,
 )
 from bridge.log import logger
@@ -57,7 +59,9 @@ class ContactOutcome:
     notes_sent: int = 0
     reconciled: int = 0  # unconfirmed segments found already stored (not re-sent)
     resent: int = 0  # unconfirmed segments that were missing and were sent again
-    possible_duplicates: int = 0  # re-sent without being able to read back (Table API read forbidden)
+    possible_duplicates: int = 0  # re-sent without being able to read back (Table API read forbidden or filtered)
+    possible_orphans: int = 0  # interactions created while an earlier attempt's create could not be ruled out
+    orphans_closed: int = 0  # other open interactions of the contact found and closed at close
     duplicates: int = 0
     utterances: int = 0
     closed: bool = False
@@ -66,8 +70,13 @@ class ContactOutcome:
     parked: list[ParkedItem] = field(default_factory=list)
     retry: bool = False
     error_class: str | None = None
+    retry_after: float | None = None  # ServiceNow asked for more time than the invocation had (Retry-After)
     lookup_fallbacks: list[str] = field(default_factory=list)
     redacted: int = 0  # new messages that had anything masked (SegmentsRedacted)
+    # The contact item as this batch left it, and the segment ids ServiceNow confirmed: the processor clears their
+    # pending entries when the batch is redelivered because of another contact (see BatchProcessor).
+    final_state: ContactState | None = None
+    confirmed_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,38 @@ def records_of(events: Sequence[ContactEvent]) -> tuple[dict[str, object], ...]:
     return tuple(event.record.to_parked() for event in events)
 
 
+class ReadsFiltered(ServiceNowReadForbiddenError):
+    """The Table API answered an empty read-back for messages this contact provably stored: the integration user's
+    reads are filtered by ACLs (a real instance answers 200 with no rows rather than 403). Handled as forbidden."""
+
+
+class _PartialDelivery(Exception):
+    """A chunk's POST failed after part of it was proven stored: what is delivered, what is still uncertain (kept
+    pending for redelivery to reconcile), and the error to hand on. Everything else of the chunk was not applied."""
+
+    def __init__(self, delivered: Sequence[OutgoingMessage], uncertain: set[str], error: BridgeError) -> None:
+        super().__init__(str(error))
+        self.delivered = list(delivered)
+        self.uncertain = uncertain
+        self.error = error
+
+
+_filtered_reads_logged = False
+
+
+def _warn_filtered_reads_once() -> None:
+    """Once per container: the condition is a setting of the instance, not of one contact."""
+    global _filtered_reads_logged
+    if not _filtered_reads_logged:
+        _filtered_reads_logged = True
+        logger.warning(
+            "Table API read-back returned no rows for stored messages: the integration user's reads are filtered "
+            "by ACLs; unconfirmed segments are re-sent and counted as PossibleDuplicates (README window 1)",
+            step="reconcile",
+            outcome="reads_filtered",
+        )
+
+
 class ContactRunner:
     """Runs one contact's plan against the ports. Safe to share across threads (it keeps no per-contact state)."""
 
@@ -135,19 +176,24 @@ class ContactRunner:
     # -- entry point ---------------------------------------------------------------------------------------------
 
     def run(
-        self, events: Sequence[ContactEvent], state: ContactState | None, deadline: float, historical: bool = False
+        self,
+        events: Sequence[ContactEvent],
+        state: ContactState | None,
+        deadline: float,
+        historical: bool = False,
+        outcome: ContactOutcome | None = None,
     ) -> ContactOutcome:
+        """Run one contact's batch. ``outcome``: the value to count into, so that what happened before a failure
+        (a possible duplicate, an orphan) is still counted when the caller catches it."""
         plan = plan_contact(
             events, state, PlanOptions(forward_notes=self.options.forward_notes, redaction=self.options.redaction)
         )
-        outcome = ContactOutcome(
-            contact_id=plan.contact_id,
-            first_sequence_number=plan.first_sequence_number,
-            interaction_id=state.interaction_id if state else None,
-            duplicates=plan.duplicates,
-            utterances=plan.utterances,
-            redacted=plan.redacted,
-        )
+        if outcome is None:
+            outcome = ContactOutcome(contact_id=plan.contact_id, first_sequence_number=plan.first_sequence_number)
+        outcome.interaction_id = state.interaction_id if state else None
+        outcome.duplicates = plan.duplicates
+        outcome.utterances = plan.utterances
+        outcome.redacted = plan.redacted
         if plan.after_close:
             # ServiceNow stores nothing after close: keep the segments (parked), never drop them silently.
             outcome.parked.append(
@@ -171,6 +217,8 @@ class ContactRunner:
         saved = self._pre_write(plan, state, to_send, outcome)
         started = events[0].record.arrival_timestamp or self.clock()
         self._send(plan, saved, to_send, outcome, deadline, started if historical else None)
+        outcome.final_state = saved
+        outcome.confirmed_ids = frozenset(m.id for m in to_send)
         if plan.close or plan.reclose:
             self._close(plan, saved, outcome, deadline)
         return outcome
@@ -189,31 +237,46 @@ class ContactRunner:
             return state
         request: OpenRequest | None = None
         interaction_id = conversation_id = None
+        recovering = False  # an earlier attempt may have created the interaction
+        blind = False  # ... and the Table API could not be asked (forbidden)
         if state is None:
             request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
+            # Before the claim: a claim that never gets its create would make the redelivery wait for nothing.
+            self._check_budget(deadline, "create the interaction")
             # Claim before creating: of two deliveries of STARTED, only one gets past this conditional write.
             state = self.store.claim(plan.contact_id, plan.instance_id, int(self.clock()))
             outcome.state_writes += 1
         else:
             # An earlier attempt claimed the contact and may have created the interaction before dying (or its
             # POST was answered ambiguously): find it by clientSessionId before creating another.
-            # A young claim's attempt may have died while its create was still landing: let the lookup settle.
-            interaction_id = state.interaction_id or self._find(
-                self.servicenow.find_interaction, plan.contact_id, outcome, deadline if self._young(state) else None
-            )
+            # A young claim's attempt may have died while its create was still landing: let the lookup settle,
+            # unless that attempt's create provably never reached ServiceNow.
+            settle = self._young(state) and not state.create_not_applied
+            interaction_id = state.interaction_id
+            if interaction_id is None:
+                recovering = True
+                interaction_id, blind = self._lookup_interaction(plan.contact_id, outcome, deadline if settle else None)
             if interaction_id:
                 outcome.recovered_interaction = state.interaction_id is None
                 conversation_id = state.conversation_id or self._find(
                     self.servicenow.find_conversation, interaction_id, outcome
                 )
         if interaction_id is None:
-            self._check_budget(deadline, "create the interaction")
+            try:
+                self._check_budget(deadline, "create the interaction")
+            except TimeBudgetExceededError:
+                self._mark_create_not_applied(state, outcome)
+                raise
             if request is None:
                 request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
             outcome.servicenow_requests += 1
             try:
                 interaction_id = self.servicenow.create_interaction(request)
                 outcome.opened = True
+            except ServiceNowUnavailableError:
+                # Provably not applied: the redelivery creates at once instead of waiting for it to land.
+                self._mark_create_not_applied(state, outcome)
+                raise
             except ServiceNowAmbiguousError as exc:
                 # A timed-out create may still land: wait for it rather than let a redelivery create a second one.
                 found = (
@@ -225,6 +288,8 @@ class ContactRunner:
                     raise
                 interaction_id = found
                 outcome.recovered_interaction = True
+            if outcome.opened and recovering:
+                state = self._after_recovery_create(plan.contact_id, interaction_id, blind, state, outcome)
         logger.thread_safe_append_keys(interaction_id=interaction_id)
         outcome.interaction_id = interaction_id
         if conversation_id is None:
@@ -239,7 +304,50 @@ class ContactRunner:
             outcome="recovered" if outcome.recovered_interaction else "opened" if outcome.opened else "conversation",
             lookup_fallbacks=outcome.lookup_fallbacks,
         )
-        return state.evolve(interaction_id=interaction_id, conversation_id=conversation_id)
+        return state.evolve(interaction_id=interaction_id, conversation_id=conversation_id, create_not_applied=False)
+
+    def _lookup_interaction(
+        self, contact_id: str, outcome: ContactOutcome, settle_deadline: float | None
+    ) -> tuple[str | None, bool]:
+        """(interaction id or None, blind): blind when the Table API read is forbidden."""
+        try:
+            found = self._find(self.servicenow.find_interaction, contact_id, outcome, settle_deadline, forbid=True)
+        except ServiceNowReadForbiddenError:
+            logger.warning("recovery read forbidden; creating anew", step="recover", outcome="read_forbidden")
+            return None, True
+        return found, False
+
+    def _after_recovery_create(
+        self, contact_id: str, created: str, blind: bool, state: ContactState, outcome: ContactOutcome
+    ) -> ContactState:
+        """An interaction was created where an earlier attempt's create may have landed unseen. Never silently:
+        remember to close the contact's other open interactions at close (``orphan_check``), and count the create
+        when the lookup could not see (forbidden, or filtered: the new interaction itself does not show)."""
+        if not blind:
+            outcome.servicenow_requests += 1
+            try:
+                blind = self.servicenow.find_interaction(contact_id) is None  # filtered: not even ours shows
+            except ServiceNowError:
+                blind = True
+        if blind:
+            outcome.possible_orphans += 1
+            logger.warning(
+                "interaction created without being able to rule out an earlier one (Table API read forbidden or "
+                "filtered); other open interactions of the contact are closed with it when found",
+                step="open",
+                outcome="possible_orphan",
+                interaction_id=created,
+            )
+        return state.evolve(orphan_check=True)
+
+    def _mark_create_not_applied(self, state: ContactState, outcome: ContactOutcome) -> ContactState:
+        if state.create_not_applied:
+            return state
+        saved = self.store.save(
+            state.evolve(create_not_applied=True, updated_at=int(self.clock())), expected_version=state.version
+        )
+        outcome.state_writes += 1
+        return saved
 
     def _young(self, state: ContactState) -> bool:
         """Whether the state was written so recently (read timeout + settle time) that a request the writing attempt
@@ -252,9 +360,11 @@ class ContactRunner:
         key: str,
         outcome: ContactOutcome,
         settle_deadline: float | None = None,
+        forbid: bool = False,
     ) -> str | None:
         """A Table API lookup; with ``settle_deadline``, repeated (see ``_settle``) until the record shows up or
-        has settled, because a write may still be landing. None when absent, or when the read is forbidden."""
+        has settled, because a write may still be landing. None when absent, or when the read is forbidden (with
+        ``forbid``, a forbidden read raises instead)."""
 
         def probe() -> str | None:
             outcome.servicenow_requests += 1
@@ -263,6 +373,8 @@ class ContactRunner:
         try:
             return probe() if settle_deadline is None else self._settle(probe, settle_deadline)
         except ServiceNowReadForbiddenError:
+            if forbid:
+                raise
             # Without Table API read access the bridge cannot tell whether an earlier attempt created the record.
             logger.warning("recovery read forbidden; creating anew", step="recover", outcome="read_forbidden")
             return None
@@ -298,11 +410,19 @@ class ContactRunner:
         ``_settle``) until it has them all or they have settled. A forbidden read leaves the rest missing: they are
         re-sent, and counted as possible duplicates."""
         remaining = list(messages)
+        conversation = state.conversation_id or ""
+        probed = False
 
         def all_stored() -> bool | None:
-            nonlocal remaining
+            nonlocal remaining, probed
             outcome.servicenow_requests += 1
-            present = self.servicenow.find_message_ids(state.conversation_id or "", [m.id for m in remaining])
+            present = self.servicenow.find_message_ids(conversation, [m.id for m in remaining])
+            if not present and not probed and _has_confirmed_messages(state):
+                # Nothing found, yet this contact provably stored messages: are reads filtered (ACL)?
+                probed = True
+                outcome.servicenow_requests += 1
+                if not self.servicenow.conversation_has_messages(conversation):
+                    raise ReadsFiltered("Table API reads of sys_cs_message are filtered", status=200)
             remaining = [m for m in remaining if m.id not in present]
             return True if not remaining else None
 
@@ -311,11 +431,14 @@ class ContactRunner:
                 all_stored()
             else:
                 self._settle(all_stored, settle_deadline)
-        except ServiceNowReadForbiddenError:
+        except ServiceNowReadForbiddenError as exc:
             outcome.possible_duplicates += len(remaining)
-            logger.warning(
-                "read-back forbidden; re-sending", step="reconcile", outcome="read_forbidden", count=len(remaining)
-            )
+            if isinstance(exc, ReadsFiltered):
+                _warn_filtered_reads_once()
+            else:
+                logger.warning(
+                    "read-back forbidden; re-sending", step="reconcile", outcome="read_forbidden", count=len(remaining)
+                )
         return remaining
 
     def _pre_write(
@@ -355,28 +478,43 @@ class ContactRunner:
             return
         interaction_id = state.interaction_id or ""
         delivered: list[OutgoingMessage] = []
+        uncertain: set[str] = set()
         try:
             if historical_start is not None:
                 self._check_budget(deadline, "post the transcript")
-                self._post_transcript(interaction_id, to_send, historical_start, outcome)
+                try:
+                    self._post_transcript(interaction_id, to_send, historical_start, outcome)
+                except ServiceNowAmbiguousError:
+                    uncertain = {m.id for m in to_send}
+                    raise
                 delivered.extend(to_send)
             else:
                 for chunk in chunk_messages(to_send):
                     self._check_budget(deadline, "send messages")
-                    self._post_chunk(state, chunk, outcome, deadline)
+                    try:
+                        self._post_chunk(state, chunk, outcome, deadline)
+                    except _PartialDelivery as partial:
+                        delivered.extend(partial.delivered)
+                        uncertain = partial.uncertain
+                        raise partial.error from None
                     delivered.extend(chunk)
-        except (PermanentError, ServiceNowUnavailableError, TimeBudgetExceededError):
-            # Rejected (parked by the caller), or provably not applied (retried later): un-mark what was not
-            # delivered, so a redrive or redelivery sends it as new instead of waiting for it to settle.
-            undelivered = {m.id for m in to_send if m not in delivered}
+        except BridgeError:
+            # Un-mark what provably did not reach ServiceNow (rejected: parked by the caller; not applied or never
+            # sent: retried later), so a redrive or redelivery sends it as new instead of waiting for it to settle.
+            # What may have been stored stays *pending*: the redelivery reads it back before re-sending anything.
+            # What was proven stored is confirmed (its pending entry dropped).
+            delivered_ids = {m.id for m in delivered}
+            undelivered = {m.id for m in to_send} - delivered_ids - uncertain
+            settled = undelivered | delivered_ids
             reverted = state.evolve(
                 sent=state.sent.without_ids(undelivered),
-                pending=tuple(p for p in state.pending if p.segment_id not in undelivered),
+                pending=tuple(p for p in state.pending if p.segment_id not in settled),
                 status=ContactStatus.OPEN if plan.close else state.status,
                 close_sequence_number=None if plan.close else state.close_sequence_number,
             )
-            self.store.save(reverted, expected_version=state.version)
-            outcome.state_writes += 1
+            if reverted != state:
+                self.store.save(reverted, expected_version=state.version)
+                outcome.state_writes += 1
             raise
         notes = sum(1 for m in delivered if m.internal)
         outcome.notes_sent += notes
@@ -395,7 +533,11 @@ class ContactRunner:
                 return found
             pause = min(pause, self.options.settle_seconds - waited)
             if deadline - self.monotonic() - pause < MIN_SECONDS_PER_STEP:
-                return found
+                # Concluding "not there" now could re-send or re-create what is still landing: hand it back.
+                raise SettleIncompleteError(
+                    f"the invocation ran out of time after waiting {waited:.1f} of "
+                    f"{self.options.settle_seconds:.0f} s for a write to settle"
+                )
             self.sleep(pause)
             waited += pause
             pause *= 2
@@ -407,24 +549,43 @@ class ContactRunner:
         try:
             outcome.servicenow_requests += 1
             self.servicenow.post_messages(interaction_id, chunk)
+            return
         except ServiceNowAmbiguousError as exc:
-            # Maybe stored, maybe not: read back and send only what is missing, never blindly re-POST.
+            ambiguous = exc
+        # Maybe stored, maybe not: read back and send only what is missing, never blindly re-POST.
+        logger.warning(
+            "ambiguous messages response; reading back",
+            step="send",
+            outcome="ambiguous",
+            status=ambiguous.status,
+            transaction_id=ambiguous.transaction_id,
+        )
+        try:
+            # After a timeout ServiceNow may still be applying it: re-read until it shows up or has settled.
+            missing = self._missing(state, chunk, outcome, deadline if ambiguous.timed_out else None)
+        except (ServiceNowError, SettleIncompleteError) as read_error:
+            # The read-back itself failed (throttled, unavailable, ambiguous) or could not wait the write out: the
+            # chunk may be stored, so it stays pending for the redelivery to reconcile; never un-marked here.
             logger.warning(
-                "ambiguous messages response; reading back",
-                step="send",
-                outcome="ambiguous",
-                status=exc.status,
-                transaction_id=exc.transaction_id,
+                "read-back failed; segments stay pending",
+                step="reconcile",
+                outcome="uncertain",
+                error_class=type(read_error).__name__,
+                count=len(chunk),
             )
-            try:
-                # After a timeout ServiceNow may still be applying it: re-read until it shows up or has settled.
-                missing = self._missing(state, chunk, outcome, deadline if exc.timed_out else None)
-            except ServiceNowAmbiguousError:
-                raise exc from None
-            outcome.reconciled += len(chunk) - len(missing)
-            if missing:
-                outcome.servicenow_requests += 1
-                self.servicenow.post_messages(interaction_id, missing)
+            raise _PartialDelivery([], {m.id for m in chunk}, ambiguous) from None
+        missing_ids = {m.id for m in missing}
+        found = [m for m in chunk if m.id not in missing_ids]
+        outcome.reconciled += len(found)
+        if not missing:
+            return
+        try:
+            outcome.servicenow_requests += 1
+            self.servicenow.post_messages(interaction_id, missing)
+        except ServiceNowAmbiguousError as again:
+            raise _PartialDelivery(found, {m.id for m in missing}, again) from None
+        except BridgeError as definite:
+            raise _PartialDelivery(found, set(), definite) from None
 
     def _post_transcript(
         self, interaction_id: str, messages: Sequence[OutgoingMessage], started_epoch: float, outcome: ContactOutcome
@@ -451,3 +612,27 @@ class ContactRunner:
             outcome="reclosed" if plan.reclose else "closed",
             has_recording_url=url is not None,
         )
+        if state.orphan_check:
+            self._close_orphans(plan, state, url, outcome)
+
+    def _close_orphans(self, plan: ContactPlan, state: ContactState, url: str | None, outcome: ContactOutcome) -> None:
+        """Close the contact's other open interactions (a create an earlier attempt made that landed unseen).
+        Best effort: the contact's own close already happened; a failure here is logged, never retried."""
+        try:
+            outcome.servicenow_requests += 1
+            orphans = [i for i in self.servicenow.find_open_interactions(plan.contact_id) if i != state.interaction_id]
+            for orphan in orphans:
+                outcome.servicenow_requests += 1
+                self.servicenow.close_interaction(orphan, url)
+                outcome.orphans_closed += 1
+        except ServiceNowError as exc:
+            logger.warning("orphan check failed", step="close", outcome="orphan_check_failed", error=str(exc))
+            return
+        if orphans:
+            logger.warning("orphan interactions closed", step="close", outcome="orphans_closed", count=len(orphans))
+
+
+def _has_confirmed_messages(state: ContactState) -> bool:
+    """Whether ServiceNow provably holds a message of this contact: one marked sent and no longer pending (its POST
+    was answered, or its record was checkpointed)."""
+    return len(state.sent) > len({p.segment_id for p in state.pending})

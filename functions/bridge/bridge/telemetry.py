@@ -34,6 +34,12 @@ def batch_counts(result: BatchResult) -> dict[str, float]:
         "ServiceNowErrors": sum(1 for o in outcomes if (o.error_class or "").startswith("ServiceNow")),
         "StateWrites": sum(o.state_writes for o in outcomes),
         "LookupFallbacks": sum(len(o.lookup_fallbacks) for o in outcomes),
+        # Issue 9: what a real instance's behaviour cost (README "Reliability").
+        "PossibleOrphanInteractions": sum(o.possible_orphans for o in outcomes),
+        "OrphanInteractionsClosed": sum(o.orphans_closed for o in outcomes),
+        "RecordsParkedBefore": result.parked_before,
+        "PendingConfirmed": result.confirmed_writes,
+        "ShardHeldSeconds": round(result.held_seconds, 1),
         # Transcript turns and notes that had a card number, SSN, e-mail or phone masked (RedactContent); what was
         # masked is never logged.
         "SegmentsRedacted": sum(o.redacted for o in outcomes),
@@ -67,7 +73,13 @@ def publish(metrics: Any, result: BatchResult, duration_ms: float) -> None:
     if is_metrics_disabled():
         return
     for name, value in batch_counts(result).items():
-        unit = MetricUnit.Milliseconds if name.endswith("Ms") else MetricUnit.Count
+        unit = (
+            MetricUnit.Milliseconds
+            if name.endswith("Ms")
+            else MetricUnit.Seconds
+            if name.endswith("Seconds")
+            else MetricUnit.Count
+        )
         metrics.add_metric(name=name, unit=unit, value=value)
     metrics.add_metric(name="BatchDurationMs", unit=MetricUnit.Milliseconds, value=round(duration_ms, 1))
     namespace = metrics.namespace

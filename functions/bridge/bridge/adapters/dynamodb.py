@@ -41,6 +41,8 @@ ACTIVITY_BUCKET_SECONDS = 300
 # the next sweep re-sends the idempotent PATCH), and of one it closed. Never a Kinesis sequence number, so the
 # planner never takes a record for the closing one.
 SWEEP_PENDING = "sweeper:pending"
+# Marker items of parked records share the table (their keys can never be a Connect ContactId, a UUID).
+PARKED_PREFIX = "parked#"
 SWEPT = "sweeper:closed"
 UNAVAILABLE_CODES = frozenset(
     {
@@ -107,6 +109,9 @@ def to_item(state: ContactState) -> dict[str, Any]:
     ):
         if value:
             item[name] = {"S": value}
+    for name, flag in (("create_not_applied", state.create_not_applied), ("orphan_check", state.orphan_check)):
+        if flag:
+            item[name] = {"BOOL": True}
     if in_open_index(state):
         # Part of the same PutItem: a closed contact's item simply lacks them and leaves the sparse index.
         item["open_shard"] = {"S": open_shard(state.contact_id)}
@@ -141,6 +146,8 @@ def from_item(item: dict[str, Any]) -> ContactState:
         created_at=number("created_at"),
         updated_at=number("updated_at"),
         expires_at=number("expires_at"),
+        create_not_applied=bool(item.get("create_not_applied", {}).get("BOOL", False)),
+        orphan_check=bool(item.get("orphan_check", {}).get("BOOL", False)),
     )
 
 
@@ -203,6 +210,43 @@ class DynamoContactStore:
         saved = state.evolve(version=expected_version + 1)
         self._put(saved, "#version = :expected", {":expected": {"N": str(expected_version)}}, "save")
         return saved
+
+    def parked_before(self, keys: Sequence[str]) -> set[str]:
+        """Which of these parked-record keys were parked by an earlier delivery (``parked#<key>`` marker items)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [
+                        {"contact_id": {"S": PARKED_PREFIX + key}} for key in unique[start : start + BATCH_GET_LIMIT]
+                    ],
+                    "ProjectionExpression": "contact_id",
+                }
+            }
+            for _round in range(self.max_unprocessed_rounds + 1):
+                try:
+                    self.calls["BatchGetItem"] += 1
+                    response = self.client.batch_get_item(RequestItems=request)
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    raise translate(exc, self.table, "BatchGetItem (parked markers)") from exc
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found.add(item["contact_id"]["S"].removeprefix(PARKED_PREFIX))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
+    def remember_parked(self, keys: Sequence[str], expires_at: int) -> None:
+        """Marker items for parked records (no condition: writing one twice is harmless). They carry no
+        ``open_shard``, so the sweeper's sparse index never sees them; TTL removes them with the parking retention."""
+        for key in dict.fromkeys(keys):
+            item = {"contact_id": {"S": PARKED_PREFIX + key}, "expires_at": {"N": str(expires_at)}}
+            try:
+                self.calls["PutItem"] += 1
+                self.client.put_item(TableName=self.table, Item=item)
+            except Exception as exc:  # noqa: BLE001 - translated below
+                raise translate(exc, self.table, "PutItem (parked marker)") from exc
 
     def idle_contact_ids(self, idle_before: int, limit: int) -> list[str]:
         """Contacts in the open index whose last activity (``updated_at``) is before ``idle_before`` (epoch s).
