@@ -79,7 +79,7 @@ def test_schedule_and_parameters_are_wired(template: dict[str, Any]) -> None:
         assert re.fullmatch(pattern, good), good
     assert not re.fullmatch(pattern, "every 5 minutes")
     idle = parameters["IdleCloseMinutes"]
-    assert idle["Type"] == "Number" and idle["Default"] == 60 and idle["MinValue"] >= 10
+    assert idle["Type"] == "Number" and idle["Default"] == 90 and idle["MinValue"] >= 10
     variables = fn["Environment"]["Variables"]
     assert variables["IDLE_CLOSE_MINUTES"] == {"Ref": "IdleCloseMinutes"}
     assert variables["DISCONNECT_CLOSE_ENABLED"] == {"Ref": "DisconnectCloseEnabled"}

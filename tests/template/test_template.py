@@ -81,14 +81,14 @@ PARAMETER_DEFAULTS: dict[str, tuple[str | int | None, list[str] | None]] = {
     "LogLevel": ("INFO", None),
     "EnableXRaySdk": ("false", ["true", "false"]),
     "MemorySize": (512, None),
-    "Timeout": (60, None),
+    "Timeout": (120, None),
     "LogRetentionInDays": (30, None),
     "StartingPosition": ("LATEST", ["LATEST", "TRIM_HORIZON"]),
     "BatchSize": (100, None),
     "MaximumBatchingWindowInSeconds": (0, None),
     "ParallelizationFactor": (1, None),
     "BisectBatchOnFunctionError": ("true", ["true", "false"]),
-    "MaximumRetryAttempts": (10, None),
+    "MaximumRetryAttempts": (30, None),
     "MaximumRecordAgeInSeconds": (21600, None),
 }
 
@@ -377,7 +377,7 @@ def test_retries_and_record_age_are_bounded(template: dict[str, Any]) -> None:
     age = template["Parameters"]["MaximumRecordAgeInSeconds"]
     assert retries["Type"] == age["Type"] == "Number"
     assert 0 <= retries["MinValue"] <= retries["Default"] <= retries["MaxValue"] <= 10000
-    assert retries["Default"] == 10
+    assert retries["Default"] == 30
     assert 60 <= age["MinValue"] <= age["Default"] <= age["MaxValue"] <= 604800
     assert age["Default"] == 21600
 
@@ -697,3 +697,16 @@ def test_no_literal_account_ids_or_regions(template: dict[str, Any]) -> None:
         if isinstance(value, str):
             assert not re.search(r"\b\d{12}\b", value), value
             assert not re.search(r"\b(us|eu|ap|ca|sa|me|af)-[a-z]+-\d\b", value), value
+
+
+def test_the_defaults_ride_out_an_hour_of_servicenow_outage(template: dict[str, Any]) -> None:
+    """README "Reliability": while ServiceNow is unavailable for every contact an invocation holds the shard for up
+    to its Timeout (bridge.processor), so Lambda's bounded retries span (retries + 1) x Timeout. The defaults must
+    cover an hourly rate-limit window, within the record age, and the sweeper must not close calls meanwhile."""
+    parameters = template["Parameters"]
+    timeout = parameters["Timeout"]["Default"]
+    retries = parameters["MaximumRetryAttempts"]["Default"]
+    covered = (retries + 1) * timeout
+    assert covered >= 3600
+    assert parameters["MaximumRecordAgeInSeconds"]["Default"] > covered
+    assert parameters["IdleCloseMinutes"]["Default"] * 60 > covered

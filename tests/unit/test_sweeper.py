@@ -291,7 +291,7 @@ def test_disconnected_closes_only_after_the_grace_period(world: World) -> None:
 
 
 def test_settings_name_the_variable() -> None:
-    assert idle_close_minutes({}) == 60 and idle_close_minutes({"IDLE_CLOSE_MINUTES": "15"}) == 15
+    assert idle_close_minutes({}) == 90 and idle_close_minutes({"IDLE_CLOSE_MINUTES": "15"}) == 15
     for bad in ("soon", "0", "-5"):
         with pytest.raises(Exception, match="IDLE_CLOSE_MINUTES"):
             idle_close_minutes({"IDLE_CLOSE_MINUTES": bad})

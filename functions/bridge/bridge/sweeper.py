@@ -3,7 +3,7 @@
 A call's interaction is normally closed by the bridge when COMPLETED or FAILED comes off the stream. When that event
 is lost (the stream trimmed it, Lambda gave a batch up, Connect never sent it), the interaction would stay open in
 ServiceNow forever. The sweeper runs on a schedule and closes every contact that has been *idle* for
-``IDLE_CLOSE_MINUTES`` (default 60), with the same recording URL the bridge sends (``ContactDirectory``), and marks it
+``IDLE_CLOSE_MINUTES`` (default 90), with the same recording URL the bridge sends (``ContactDirectory``), and marks it
 closed in DynamoDB so the bridge treats it as closed from then on (late segments are parked ``after_close``).
 
 Why the contact item's ``updated_at`` is a sound idle signal: the bridge writes the item only when something
@@ -61,7 +61,7 @@ from bridge.log import logger
 from bridge.models import ContactState, ContactStatus
 from bridge.ports import ServiceNowPort, SweepStorePort
 
-DEFAULT_IDLE_CLOSE_MINUTES = 60
+DEFAULT_IDLE_CLOSE_MINUTES = 90  # above the outage the event source mapping's defaults ride out (62 min)
 DISCONNECT_GRACE_SECONDS = 120
 # Bounds one sweep's work; what is left waits for the next run (the index keeps it).
 MAX_CONTACTS_PER_SWEEP = 500
