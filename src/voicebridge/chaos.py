@@ -22,6 +22,14 @@ What runs (issue 4 §4):
   half the time a random already-checkpointed slice of the stream is delivered again first (a contact's old
   records arriving after its newer ones).
 
+The production profile (``--profile production``, issue 9 §3) adds what a real instance does (the emulator's
+real-node behaviours): sessions (``JSESSIONID``, one transaction per session, 202 when a session is busy) plus
+scripted ``session_busy`` 202s, applied-then-500 ``/messages`` whose read-backs are throttled (429 on every retry),
+an hourly-style quota hit mid-run (``rate_limited`` for :data:`QUOTA_WINDOW_S`, the handler holding the shard as
+deployed), and read ACLs that hide a share of the calls' records from the Table API (``filtered_contacts``). For
+those calls ServiceNow cannot be read back: the README's window 1, where a re-send may duplicate and is counted
+(``PossibleDuplicates``, ``PossibleOrphanInteractions``); the soak checks that every such duplicate was counted.
+
 Goals (the exit status): nothing lost, no duplicate interaction or message and no interaction left open except
 inside the README's documented late-apply window (counted apart: the invocation died while a write it carried was
 unanswered, in flight or timed out and settling, so ServiceNow may apply it after the redelivery's read-back),
@@ -67,8 +75,18 @@ SERVICENOW_METHODS = (
     "find_interaction",
     "find_conversation",
     "find_message_ids",
+    "conversation_has_messages",
+    "find_open_interactions",
 )
 STORE_METHODS = ("claim", "save")
+PROFILES = ("default", "production")
+# The production profile (see the module docstring).
+FILTERED_CONTACTS = "^[0-1]"  # contact ids are UUIDs: about 1 in 8 calls' records hidden by read ACLs
+UNCERTAIN_RATE = 0.04  # per contact and invocation: applied-then-500 /messages whose read-backs are throttled
+SESSION_BUSY_RATE = 0.03  # per contact and invocation: a 202 from a busy session
+QUOTA_AT = 0.4  # the quota is hit when delivery reaches this share of the records
+QUOTA_WINDOW_S = 8.0  # a real hourly rule answers minutes; the soak keeps its wall time
+PRODUCTION_HOLD_S = 30  # OUTAGE_HOLD_SECONDS as deployed would be the whole invocation
 # Transcript fragments shorter than this match ordinary words and ids in log lines (test_privacy does the same).
 MIN_LEAK_LENGTH = 12
 CLOSED = "closed_complete"
@@ -101,6 +119,11 @@ class SoakOptions:
     timeouts: bool = True  # False: the timeout share goes to the error statuses instead
     log_level: str = "WARNING"
     progress: bool = False
+    profile: str = "default"
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
 
     @property
     def status_fault_rate(self) -> float:
@@ -121,6 +144,8 @@ class SoakOptions:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if self.calls < 1 or self.segments < 1 or self.batch_size < 1:
             raise ValueError("calls, segments and batch_size must be at least 1")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
 
 
 @dataclass
@@ -141,6 +166,12 @@ class SoakReport:
     window_duplicate_interactions: int = 0
     window_duplicate_messages: int = 0
     window_unclosed: int = 0
+    # Of the above, those of calls whose records the read ACLs hide (production profile): README window 1. Each
+    # must have been counted by the bridge (possible duplicates, possible orphan interactions).
+    filtered_calls: int = 0
+    filtered_duplicate_interactions: int = 0
+    filtered_duplicate_messages: int = 0
+    filtered_unclosed: int = 0
     parked: int = 0
     mismatched: int = 0  # a stored message whose content, speaker or offsets differ from the call's
     given_up: list[tuple[str, str]] = field(default_factory=list)
@@ -165,6 +196,10 @@ class SoakReport:
     reconciled: int = 0
     resent: int = 0
     possible_duplicates: int = 0
+    possible_orphans: int = 0
+    orphans_closed: int = 0
+    held_seconds: float = 0.0
+    quota_hit: bool = False
     recovered_interactions: int = 0
     contact_retries: int = 0
     duplicates_skipped: int = 0
@@ -178,15 +213,22 @@ class SoakReport:
 
     @property
     def unexplained_duplicate_messages(self) -> int:
-        return self.duplicate_messages - self.window_duplicate_messages
+        return self.duplicate_messages - self.window_duplicate_messages - self.filtered_duplicate_messages
 
     @property
     def unexplained_duplicate_interactions(self) -> int:
-        return self.duplicate_interactions - self.window_duplicate_interactions
+        return self.duplicate_interactions - self.window_duplicate_interactions - self.filtered_duplicate_interactions
 
     @property
     def unexplained_unclosed(self) -> int:
-        return self.unclosed - self.window_unclosed
+        return self.unclosed - self.window_unclosed - self.filtered_unclosed
+
+    @property
+    def uncounted(self) -> int:
+        """Duplicates in window 1 the bridge did not count (every one must show in its metrics)."""
+        return max(0, self.filtered_duplicate_messages - self.possible_duplicates) + max(
+            0, self.filtered_duplicate_interactions - self.possible_orphans
+        )
 
     @property
     def goals_met(self) -> bool:
@@ -202,6 +244,7 @@ class SoakReport:
             or self.given_up
             or self.swallowed_crashes
             or self.leaked
+            or self.uncounted
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +253,7 @@ class SoakReport:
         data["unexplained_duplicate_messages"] = self.unexplained_duplicate_messages
         data["unexplained_duplicate_interactions"] = self.unexplained_duplicate_interactions
         data["unexplained_unclosed"] = self.unexplained_unclosed
+        data["uncounted"] = self.uncounted
         return data
 
 
@@ -353,9 +397,12 @@ class _Injector:
             report.reconciled += outcome.reconciled
             report.resent += outcome.resent
             report.possible_duplicates += outcome.possible_duplicates
+            report.possible_orphans += outcome.possible_orphans
+            report.orphans_closed += outcome.orphans_closed
             report.recovered_interactions += int(outcome.recovered_interaction)
             report.contact_retries += int(outcome.retry)
             report.duplicates_skipped += outcome.duplicates
+        report.held_seconds += result.held_seconds
         for item in result.parked:
             report.parked += len(item.records)
             report.parked_reasons[item.reason_class] = report.parked_reasons.get(item.reason_class, 0) + len(
@@ -410,6 +457,8 @@ class _Injector:
                 self.crash_at = self.rng.randint(1, max(1, 2 * contacts))
                 self.crash_mode = self.rng.choice(("before", "after"))
         self._script_timeouts(contacts)
+        if self.options.production:
+            self._script_production(contacts, records)
         try:
             response = lambda_handler(event, ReplayContext())
         except Crash:
@@ -431,6 +480,24 @@ class _Injector:
         elif armed:
             self.report.crashes_armed_not_reached += 1
         return response
+
+    def _script_production(self, contacts: int, records: Sequence[dict[str, Any]]) -> None:
+        """A real instance's answers, about per contact of this invocation (see the module docstring)."""
+        rules: list[dict[str, Any]] = []
+        for _ in range(contacts):
+            if self.rng.random() < UNCERTAIN_RATE:
+                rules += [
+                    {"path": "/messages$", "method": "POST", "action": "ambiguous_500"},
+                    {"path": "/table/sys_cs_message", "method": "GET", "action": "status", "status": 429, "times": 4},
+                ]
+            if self.rng.random() < SESSION_BUSY_RATE:
+                rules.append({"path": "/cs/voice-interactions", "action": "session_busy"})
+        position = self.index.get(str(records[0]["kinesis"]["sequenceNumber"]), 0) if records else 0
+        if not self.report.quota_hit and position >= QUOTA_AT * len(self.records):
+            self.report.quota_hit = True
+            rules.append({"path": "/cs/", "action": "rate_limited", "retry_after": QUOTA_WINDOW_S})
+        if rules:
+            self.emulator.add_fault_rules(rules)
 
     def _script_timeouts(self, contacts: int) -> None:
         """Read timeouts for about ``timeout rate`` of this invocation's ServiceNow requests (~ one per contact)."""
@@ -482,9 +549,13 @@ def compare(
     auth: tuple[str, str],
     window_messages: Collection[str] = (),
     window_contacts: Collection[str] = (),
+    filtered_contacts: str | None = None,
 ) -> None:
-    """ServiceNow's final state (Table API) against the calls; duplicates the late-apply window explains are
-    counted apart."""
+    """ServiceNow's final state (Table API) against the calls; duplicates the late-apply window explains, and those
+    of calls whose records read ACLs hide (window 1), are counted apart."""
+    import re
+
+    hidden = re.compile(filtered_contacts) if filtered_contacts else None
     interactions = _table(url, auth, "interaction", "sys_id,client_session_id,state,channel_metadata_document")
     messages = _table(
         url,
@@ -504,9 +575,14 @@ def compare(
         report.duplicate_interactions += max(0, len(found) - 1)
         open_rows = sum(1 for row in found if row.get("state") != CLOSED)
         report.unclosed += open_rows
+        filtered = bool(hidden and hidden.search(call.contact_id))
+        report.filtered_calls += filtered
         if len(found) > 1:
             report.duplicate_interaction_contacts.append(call.contact_id)
-            if call.contact_id in window_contacts:
+            if filtered:
+                report.filtered_duplicate_interactions += len(found) - 1
+                report.filtered_unclosed += min(open_rows, len(found) - 1)
+            elif call.contact_id in window_contacts:
                 # The late second interaction is the one nobody closes.
                 report.window_duplicate_interactions += len(found) - 1
                 report.window_unclosed += min(open_rows, len(found) - 1)
@@ -516,7 +592,10 @@ def compare(
         for counter in (transcripts, notes):
             doubled = [(call.contact_id, message_id, n) for message_id, n in counter.items() if n > 1]
             report.duplicate_messages += sum(n - 1 for _, _, n in doubled)
-            report.window_duplicate_messages += sum(n - 1 for _, i, n in doubled if i in window_messages)
+            if filtered:
+                report.filtered_duplicate_messages += sum(n - 1 for _, _, n in doubled)
+            else:
+                report.window_duplicate_messages += sum(n - 1 for _, i, n in doubled if i in window_messages)
             report.duplicated.extend(doubled)
         report.lost_notes += max(0, expected_notes(call) - len(notes))
         first_row = {m["source_message_id"]: m for m in reversed(stored)}
@@ -591,6 +670,8 @@ def run_soak(options: SoakOptions) -> SoakReport:
         fault_statuses=FAULT_STATUSES,
         ambiguous_rate=options.ambiguous_fault_rate,
         seed=options.seed,
+        sessions=options.production,
+        filtered_contacts=FILTERED_CONTACTS if options.production else None,
     )
     # Whatever else the handler prints goes here too: Powertools flushes EMF metrics to stdout once a metric holds
     # 100 values even with POWERTOOLS_METRICS_DISABLED (cloudwatch.py add_metric), which would garble --json.
@@ -607,6 +688,8 @@ def run_soak(options: SoakOptions) -> SoakReport:
         )
         if options.max_workers is not None:
             environment["MAX_WORKERS"] = str(options.max_workers)
+        if options.production:
+            environment["OUTAGE_HOLD_SECONDS"] = str(PRODUCTION_HOLD_S)
         with (
             environment_overlay(environment),
             _captured_logs(options.log_level) as logs,
@@ -618,12 +701,21 @@ def run_soak(options: SoakOptions) -> SoakReport:
             injector = _Injector(options, records, emulator, report)
             delivery = _deliver(options, injector, records)
         emulator.clear_faults()  # unfired delay rules must not slow the read-back
+        emulator.set_filtered_contacts(None)  # the read-back is an admin's: ACLs hide nothing from it
         _record_delivery(report, delivery)
         stats = emulator.stats()
         report.servicenow_requests = int(stats.get("total", 0))
         report.faults = dict(sorted(stats.get("faults", {}).items()))
         report.parking_queue_messages = _queue_depth(environment["PARKING_QUEUE_URL"])
-        compare(report, calls, emulator.url, target.basic_auth, injector.window_messages, injector.window_contacts)
+        compare(
+            report,
+            calls,
+            emulator.url,
+            target.basic_auth,
+            injector.window_messages,
+            injector.window_contacts,
+            emulator_options.filtered_contacts,
+        )
     logged = logs.getvalue()
     report.log_lines = logged.count("\n")
     logged += emitted.getvalue()
@@ -680,7 +772,8 @@ def format_report(report: SoakReport) -> str:
     reasons = ", ".join(f"{name} {n}" for name, n in sorted(report.parked_reasons.items())) or "none"
     return "\n".join(
         [
-            f"chaos soak: {o.calls} calls x {o.segments} segments, batch {o.batch_size}, faults {o.fault_rate:.0%}, "
+            f"chaos soak ({o.profile}): {o.calls} calls x {o.segments} segments, batch {o.batch_size}, "
+            f"faults {o.fault_rate:.0%}, "
             f"crashes {o.crash_rate:.0%}, duplicates {o.duplicate_rate:.0%}, seed {o.seed}, "
             f"MAX_WORKERS {report.max_workers}, read timeout {o.read_timeout_s}s"
             f"{'' if o.timeouts else ' (no timeouts)'}, max retries {o.max_retries}",
@@ -690,6 +783,19 @@ def format_report(report: SoakReport) -> str:
             f"duplicate interactions {report.duplicate_interactions}{_window(report.window_duplicate_interactions)}",
             f"duplicate messages     {report.duplicate_messages}{_window(report.window_duplicate_messages)}",
             f"unclosed interactions  {report.unclosed}{_window(report.window_unclosed)}",
+            *(
+                [
+                    f"reads filtered (ACL)   {report.filtered_calls} calls: {report.filtered_duplicate_messages} "
+                    f"duplicate messages, {report.filtered_duplicate_interactions} duplicate interactions "
+                    f"({report.filtered_unclosed} open) in window 1; counted by the bridge: possible duplicates "
+                    f"{report.possible_duplicates}, possible orphans {report.possible_orphans}; uncounted "
+                    f"{report.uncounted}",
+                    f"quota and outages      quota hit {'yes' if report.quota_hit else 'no'}, shard held "
+                    f"{report.held_seconds:.1f}s, orphans closed {report.orphans_closed}",
+                ]
+                if o.production
+                else []
+            ),
             f"parked                 {report.parked} ({reasons}; queue holds {report.parking_queue_messages})",
             f"mismatched messages    {report.mismatched}",
             f"given up               {len(report.given_up)} ({given_up})",
@@ -766,6 +872,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", type=argtypes.log_level, default=defaults.log_level, help="the handler's log level (WARNING)"
     )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=defaults.profile,
+        help="production: sessions, throttled read-backs, busy-session 202s, a quota mid-run, read ACLs (default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -785,6 +897,7 @@ def run(args: argparse.Namespace) -> int:
             timeouts=not args.no_timeouts,
             log_level=args.log_level.upper(),
             progress=sys.stderr.isatty(),
+            profile=args.profile,
         )
     except ValueError as exc:
         print(f"voicebridge chaos: {exc}", file=sys.stderr)

@@ -398,6 +398,9 @@ class App:
             rule, lambda: self._table(request, route_info, fmt, filtered=filtered), fmt
         ), rule.action
 
+    def set_filtered_contacts(self, pattern: str | None) -> None:
+        self._filtered_contacts = re.compile(pattern) if pattern else None
+
     def _visible(self, table: str, row: dict[str, str]) -> bool:
         """Row-level read ACL of ``filtered_contacts``: whether the row belongs to a contact the user may see."""
         if self._filtered_contacts is None:

@@ -199,6 +199,11 @@ class RunningEmulator:
     def clear_faults(self) -> int:
         return self.app.faults.clear_rules()
 
+    def set_filtered_contacts(self, pattern: str | None) -> None:
+        """Change the row-level read ACL (``EmulatorOptions.filtered_contacts``); None lifts it, e.g. for an admin's
+        read-back after a soak."""
+        self.app.set_filtered_contacts(pattern)
+
     def pending_faults(self) -> list[dict[str, Any]]:
         return self.app.faults.pending_rules()
 
