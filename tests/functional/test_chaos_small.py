@@ -60,3 +60,19 @@ def test_small_soak_with_read_timeouts_meets_the_goals() -> None:
     # The full mix: 10 % of the faults are read timeouts (the server applies the request after the client gave up).
     # Seed 2 puts some on POST /messages while an invocation crashes (before the settle fix it doubled messages).
     assert_goals(run_soak(replace(SMALL, seed=2)))
+
+
+def test_small_production_soak_counts_every_duplicate_it_cannot_avoid() -> None:
+    """Issue 9 §3 in small: sessions, throttled read-backs after applied-then-500, busy-session 202s, a quota
+    mid-run and read ACLs hiding a share of the calls. Outside the ACL'd calls nothing may be doubled; inside them
+    (README window 1) every duplicate must have been counted by the bridge."""
+    report = run_soak(replace(SMALL, profile="production", seed=5))
+    figures = format_report(report)
+    assert report.lost == 0 and report.lost_notes == 0, figures
+    assert report.unexplained_duplicate_messages == 0 and report.unexplained_duplicate_interactions == 0, figures
+    assert report.unexplained_unclosed == 0, figures
+    assert report.uncounted == 0, figures
+    assert report.filtered_calls > 0 and report.quota_hit, figures
+    assert report.faults.get("rate_limited", 0) > 0, figures
+    assert report.parked == 0 and report.given_up == [] and report.leaked == 0, figures
+    assert report.goals_met, figures
