@@ -53,6 +53,7 @@ def test_the_function_is_the_postcall_handler_with_its_own_role_and_log_group(te
     assert variables["TRANSCRIPT_SOURCE"] == {"Ref": "TranscriptSource"}
     assert variables["ANALYSIS_VARIANT"] == {"Ref": "AnalysisVariant"}
     assert variables["ANALYSIS_BUCKET"] == {"Ref": "AnalysisBucketName"}
+    assert variables["REDACT_CONTENT"] == {"Ref": "RedactContent"}
     assert template["Conditions"]["ImportsPostCall"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "TranscriptSource"}, "realtime"]}]
     }
