@@ -38,15 +38,10 @@ def redactor_for(mode: str) -> Redactor:
     """``REDACT_CONTENT`` as a text -> text function (``bridge.redaction``), identity for ``none``."""
     if mode == "none":
         return identity
-    import importlib
+    from bridge.redaction import RedactionMode, redactor_for  # its patterns compile only when asked for
 
-    # bridge.redaction: RedactionMode and redactor_for(mode).redact(text).text (imported only when asked for).
     try:
-        redaction = importlib.import_module("bridge.redaction")
-    except ImportError:
-        raise ConfigurationError(f"REDACT_CONTENT={mode} needs bridge.redaction, which this build lacks") from None
-    try:
-        masker = redaction.redactor_for(redaction.RedactionMode(mode))
+        masker = redactor_for(RedactionMode(mode))
     except ValueError:
         raise ConfigurationError(f"REDACT_CONTENT must be none, pci or pii, got {mode!r}") from None
 
