@@ -107,6 +107,22 @@ def test_a_card_next_to_other_numbers_is_masked_whole() -> None:
         assert "4111" not in out and "1111" not in out, out
 
 
+def test_a_card_followed_by_an_ordinal_or_time_is_still_masked() -> None:
+    # "5th" is no number token, so it ends the run instead of spoiling it.
+    assert masked("it's 4111 1111 1111 1111 5th") == "it's [PII:CARD] 5th"
+
+
+def test_known_limits_are_as_documented() -> None:
+    # README "Redaction": an order number that happens to pass Luhn (1 in 10) is masked like a card ...
+    assert masked("order 4111111111111111 shipped") == "order [PII:CARD] shipped"
+    # ... digits glued to letters are not a number ...
+    assert masked("ref4111111111111111") == "ref4111111111111111"
+    # ... and a run of more than 64 number tokens is masked whole without checks (bounded time for any input).
+    long_run = " ".join(["7"] * 65)
+    assert masked(f"the codes {long_run} done") == "the codes [PII:CARD] done"
+    assert masked(" ".join(["7"] * 64)) == " ".join(["7"] * 64)  # 64 sevens: checked, no window passes Luhn
+
+
 def test_two_cards_in_one_turn() -> None:
     out = masked("old 4111 1111 1111 1111, new 5500-0000-0000-0004.")
     assert out == "old [PII:CARD], new [PII:CARD]."
@@ -135,6 +151,7 @@ def test_ssn_forms_are_masked(text: str, expected: str) -> None:
     "text",
     [
         "order 123456789 shipped",  # 9 digits without an SSN context
+        "123456789",  # the context is the same text: "what is your social?" in the turn before does not count
         "SSN 000-12-3456",  # area 000
         "SSN 666-12-3456",  # area 666
         "SSN 912-34-5678",  # area 9xx
