@@ -421,3 +421,22 @@ def test_a_read_timeout_on_transcript_is_retried_and_the_transcript_stored_once(
         postcall.created(C1_REDACTED)  # no answer in time: maybe stored, maybe not
     assert postcall.created(C1_REDACTED) == {"files": 1, "imported": 1}
     assert_stored_exactly(postcall.stack, C1, C1_REDACTED)  # whichever request landed, its turns are there once
+
+
+def test_no_content_in_any_log_line_even_at_debug(
+    postcall: PostCall, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from voicebridge.replay import bridge_log_level
+
+    postcall.configure(monkeypatch, ANALYSIS_VARIANT="raw")
+    postcall.stack.emulator.add_fault_rules(
+        [{"action": "status", "status": 503, "method": "POST", "path": "/transcript$"}]
+    )
+    with bridge_log_level("DEBUG"):
+        postcall.created(C1_RAW)  # a retried request, lookups falling back, the import: every log line there is
+    out, err = capfd.readouterr()
+    assert "post-call file imported" in out + err
+    for turn in fixture(C1_RAW)["Transcript"]:
+        assert turn["Content"] not in out + err
+    assert "Peter Jones" not in out + err and "4111" not in out + err
+    assert "The customer paid the bill" not in out + err  # the summary

@@ -168,6 +168,9 @@ def test_a_bad_file_is_parked_and_the_exit_status_is_1(aws_env: dict[str, str]) 
     body = json.loads(message["Body"])
     assert body["records"] == [{"bucket": bucket, "key": key, "variant": "redacted"}]
     assert body["reason"].startswith("not valid JSON")
+    assert '{"level"' not in result.stdout  # the importer's JSON log lines go to stderr
+    assert '"message":"post-call file parked"' in result.stderr
+    assert "My name is Peter" not in result.stderr + result.stdout  # never content in a log line
 
 
 def test_dry_run_maps_and_writes_nothing(aws_env: dict[str, str]) -> None:

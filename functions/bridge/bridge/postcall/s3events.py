@@ -23,6 +23,8 @@ class UnrecognisedEventError(ValueError):
 
 def object_refs(event: Mapping[str, Any]) -> list[ObjectRef]:
     """The created objects an invocation names (an S3 test event names none)."""
+    if not isinstance(event, Mapping):
+        raise UnrecognisedEventError("the event is not a JSON object")
     if event.get("source") == "aws.s3" or "detail-type" in event:
         if event.get("detail-type") != "Object Created":
             return []
