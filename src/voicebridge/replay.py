@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from voicebridge import argtypes
 from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
@@ -42,7 +42,6 @@ EXISTING_CHECK_SECONDS = 10.0  # and the time those lookups may take in all
 
 if TYPE_CHECKING:
     from bridge.factory import Bridge
-    from bridge.runner import ContactOutcome, ContactRunner
 
 
 @dataclass
@@ -332,6 +331,8 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
         for item in result.parked:
             errors.add(item.reason_class, describe_error(item.error, item.reason))
         for outcome in result.outcomes:
+            if outcome.retry and outcome.error:  # parked ones are noted above, with the parked item's data
+                errors.add(str(outcome.error["reason_class"]), describe_error(outcome.error, outcome.error_class or ""))
             summary = contacts.setdefault(outcome.contact_id, ContactSummary(outcome.contact_id))
             summary.interaction_id = outcome.interaction_id or summary.interaction_id
             summary.opened |= outcome.opened
@@ -353,8 +354,6 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
             raise
 
     bridge.processor.observers.append(observe)
-    runner = bridge.processor.runner
-    bridge.processor.runner = cast("ContactRunner", _NotingRunner(runner, errors))
     progress = progress_printer("replay", len(records)) if options.progress else None
     try:
         if options.historical:
@@ -382,34 +381,11 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
             )
             delivery = driver.run()
     finally:
-        bridge.processor.runner = runner
         bridge.processor.observers.remove(observe)
         if progress is not None:
             sys.stderr.write("\n")
     factory.reset()
     return ReplayReport(target, delivery, contacts, sum(parked.values()), parked, rejected, errors)
-
-
-class _NotingRunner:
-    """The bridge's contact runner, noting the errors the processor turns into redeliveries (parked ones reach
-    the observer with their error's data; a retried one only leaves its class in the outcome)."""
-
-    def __init__(self, runner: ContactRunner, errors: ErrorNotes) -> None:
-        self.runner = runner
-        self.errors = errors
-
-    def __getattr__(self, name: str) -> Any:  # everything but run() is the real runner's
-        return getattr(self.runner, name)
-
-    def run(self, *args: Any, **kwargs: Any) -> ContactOutcome:  # whatever the processor passes, passed on
-        from bridge.errors import RetryableError
-        from bridge.processor import error_data
-
-        try:
-            return self.runner.run(*args, **kwargs)
-        except RetryableError as exc:
-            self.errors.add(exc.reason_class, describe_error(error_data(exc), str(exc)))
-            raise
 
 
 def warn_existing_interactions(

@@ -309,6 +309,7 @@ class BatchProcessor:
             )
         outcome.retry = retry
         outcome.error_class = type(error).__name__
+        outcome.error = {**error_data(error), "reason_class": _reason_class(error)}
         outcome.final_state = None
         outcome.confirmed_ids = frozenset()
         outcome.closed = False
@@ -349,6 +350,10 @@ class BatchProcessor:
         except BridgeError as exc:  # a later redelivery parks it again: a duplicate in the queue, never a loss
             logger.warning("parked markers not written", step="park", outcome="unmarked", error=str(exc))
         return set()
+
+
+def _reason_class(error: BaseException) -> str:
+    return error.reason_class if isinstance(error, BridgeError) else "internal_error"
 
 
 def parked_keys(item: ParkedItem) -> frozenset[str]:

@@ -71,6 +71,9 @@ class ContactOutcome:
     retry: bool = False
     error_class: str | None = None
     retry_after: float | None = None  # ServiceNow asked for more time than the invocation had (Retry-After)
+    # The error that made the contact retry or park (processor.error_data: class, status, message, transaction;
+    # never a body): what replay's summary and the tests name.
+    error: dict[str, object] = field(default_factory=dict)
     lookup_fallbacks: list[str] = field(default_factory=list)
     redacted: int = 0  # new messages that had anything masked (SegmentsRedacted)
     # The contact item as this batch left it, and the segment ids ServiceNow confirmed: the processor clears their
