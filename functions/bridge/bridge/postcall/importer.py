@@ -258,7 +258,7 @@ class PostCallImporter:
         contact_id = parsed.contact_id
         found_stored = False  # ServiceNow already had our transcript, though the contact item did not say so
         if record.stage is ImportStage.CLAIMED:
-            found = self.servicenow.find_interaction(contact_id)
+            found = self._find_interaction(contact_id, resumed)
             if found is not None:
                 verdict = self._existing(found, transcript, resumed)
                 if verdict == "live":
@@ -313,6 +313,19 @@ class PostCallImporter:
             variant=parsed.variant.value,
         )
         return self._outcome(bucket, parsed, ImportStatus.IMPORTED, "", transcript, interaction_id)
+
+    def _find_interaction(self, contact_id: str, resumed: bool) -> str | None:
+        """An interaction ServiceNow already has for the contact; None when there is none or reads are forbidden
+        (the integration user may lack Table API read access: then the claim is all there is to go by)."""
+        try:
+            return self.servicenow.find_interaction(contact_id)
+        except ServiceNowReadForbiddenError:
+            if resumed:
+                # An earlier attempt may have created one (an ambiguous create): it cannot be looked for.
+                logger.warning(
+                    "interaction read-back forbidden; creating", step="recover", outcome="possible duplicate"
+                )
+            return None
 
     def _existing(self, interaction_id: str, transcript: PostCallTranscript, resumed: bool) -> str:
         """Whose is the interaction ServiceNow already has: "transcribed" (our turns are there), "empty", "live"."""
