@@ -40,6 +40,14 @@ class AgentLookup(StrEnum):
     NONE = "none"
 
 
+class AgentIdFormat(StrEnum):
+    """How a Connect agent becomes a ServiceNow user id (``agentId``: the ``sys_user`` user_name)."""
+
+    AS_IS = "as_is"  # the Connect Username unchanged (SAML-federated instances: the same login on both sides)
+    STRIP_DOMAIN = "strip_domain"  # "priya@example.com" or "EXAMPLE\\priya" -> "priya"
+    ATTRIBUTE = "attribute"  # a contact attribute the flow sets (AGENT_ID_ATTRIBUTE), e.g. from a Lambda lookup
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the bridge; built by :func:`load_settings`."""
@@ -54,6 +62,8 @@ class Settings:
     caller_attribute: str = "CallerNumber"
     fallback_user_id: str = "anonymous"
     agent_lookup: AgentLookup = AgentLookup.DESCRIBE_USER
+    agent_id_format: AgentIdFormat = AgentIdFormat.AS_IS
+    agent_id_attribute: str = "ServiceNowAgentId"
     inbound_id: str = ""
     forward_notes: bool = True
     redact_content: RedactionMode = RedactionMode.NONE
@@ -190,6 +200,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         caller_attribute=caller_attribute,
         fallback_user_id=fallback,
         agent_lookup=_choice(environ, "AGENT_LOOKUP", AgentLookup, AgentLookup.DESCRIBE_USER),
+        agent_id_format=_choice(environ, "AGENT_ID_FORMAT", AgentIdFormat, AgentIdFormat.AS_IS),
+        agent_id_attribute=environ.get("AGENT_ID_ATTRIBUTE", "").strip() or "ServiceNowAgentId",
         inbound_id=environ.get("INBOUND_ID", "").strip(),
         forward_notes=_bool(environ, "FORWARD_NOTES", True),
         redact_content=_choice(environ, "REDACT_CONTENT", RedactionMode, RedactionMode.NONE),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bridge.config import AgentLookup, CallerLookup, Settings
+from bridge.config import AgentIdFormat, AgentLookup, CallerLookup, Settings
 from bridge.errors import ConnectLookupError, RetryableError
 from bridge.log import logger
 from bridge.models import OpenRequest
@@ -19,6 +19,17 @@ from bridge.ports import ConnectPort, ContactDetails
 
 T = TypeVar("T")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def agent_user_name(username: str | None, agent_format: AgentIdFormat) -> str | None:
+    """The ServiceNow ``agentId`` for a Connect Username: as is, or without its domain (``user@domain``, and the
+    ``DOMAIN\\user`` form of directory logins). ``ATTRIBUTE`` never gets here (the flow's attribute is taken as is)."""
+    if not username or not username.strip():
+        return None
+    name = username.strip()
+    if agent_format is AgentIdFormat.STRIP_DOMAIN:
+        name = name.rsplit("\\", 1)[-1].split("@", 1)[0]
+    return name or None
 
 
 def valid_e164(number: str | None) -> str | None:
@@ -45,21 +56,33 @@ class ContactDirectory:
             details = self._lookup(
                 "DescribeContact", fallbacks, ContactDetails(), self.connect.describe_contact, instance_id, contact_id
             )
+        attributes: Mapping[str, str] | None = None
+
+        def contact_attributes() -> Mapping[str, str]:  # one GetContactAttributes for the caller and the agent
+            nonlocal attributes
+            if attributes is None:
+                attributes = self._lookup(
+                    "GetContactAttributes", fallbacks, {}, self.connect.contact_attributes, instance_id, contact_id
+                )
+            return attributes
+
         caller: str | None = None
         if self.settings.caller_lookup is CallerLookup.DESCRIBE_CONTACT:
             caller = valid_e164(details.customer_number)
         elif self.settings.caller_lookup is CallerLookup.ATTRIBUTE and instance_id:
-            attributes: Mapping[str, str] = self._lookup(
-                "GetContactAttributes", fallbacks, {}, self.connect.contact_attributes, instance_id, contact_id
-            )
-            caller = valid_e164(attributes.get(self.settings.caller_attribute))
+            caller = valid_e164(contact_attributes().get(self.settings.caller_attribute))
         if caller is None and self.settings.caller_lookup is not CallerLookup.NONE:
             fallbacks.append("caller")
         agent: str | None = None
-        if self.settings.agent_lookup is AgentLookup.DESCRIBE_USER and details.agent_id:
-            agent = self._lookup(
-                "DescribeUser", fallbacks, None, self.connect.agent_username, instance_id, details.agent_id
-            )
+        if self.settings.agent_lookup is AgentLookup.DESCRIBE_USER:
+            if self.settings.agent_id_format is AgentIdFormat.ATTRIBUTE:
+                if instance_id:
+                    agent = (contact_attributes().get(self.settings.agent_id_attribute) or "").strip() or None
+            elif details.agent_id:
+                username = self._lookup(
+                    "DescribeUser", fallbacks, None, self.connect.agent_username, instance_id, details.agent_id
+                )
+                agent = agent_user_name(username, self.settings.agent_id_format)
         return (
             OpenRequest(
                 user_id=caller or self.settings.fallback_user_id,
