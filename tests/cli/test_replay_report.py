@@ -63,6 +63,7 @@ def test_wrong_credentials_are_named_as_the_reason_for_parking(
     (why,) = why_lines(result.stdout)
     assert why.startswith("  configuration x1: 401 ")
     assert "rejected the credentials" in why and "(create_interaction, transaction " in why
+    assert "(User Not Authenticated: Invalid user name or password)" in why  # ServiceNow's own words
     assert "wrong" not in why  # never a secret
     # The check for existing interactions could not read either; it says so and the replay went on.
     (line,) = stderr_lines(result)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
+from bridge.adapters.concurrency import AdaptiveLimit, Outcome
 from bridge.adapters.secrets import Credentials
 from bridge.errors import (
     ServiceNowAmbiguousError,
@@ -43,6 +44,8 @@ from bridge.log import logger
 from bridge.models import OpenRequest, OutgoingMessage
 
 NOT_APPLIED_STATUSES = frozenset({429, 502, 503, 504})
+# Replies that say the node is out of capacity (the adaptive limit backs off): refused, gateway timeouts, dropped 202s.
+OVERLOAD_STATUSES = frozenset({202, 429, 502, 503, 504})
 # ServiceNow's hourly rate-limit rules answer Retry-After with the rest of the hour: honour it whole (the gate
 # below), but never believe more than a day.
 MAX_RETRY_AFTER_SECONDS = 86400.0
@@ -144,6 +147,7 @@ class ServiceNowClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        limiter: AdaptiveLimit | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api = f"{self.base_url}/api/now/v1/cs/voice-interactions"
@@ -168,6 +172,9 @@ class ServiceNowClient:
         # Retry-After is about the instance (or the integration user's quota), not one request: every worker waits
         # for it, so one thread's 429 stops the others from hammering a node that is already full.
         self._gate_until = 0.0  # monotonic
+        # How many requests may be at ServiceNow at once, adapted to what the node takes (concurrency.py): after
+        # the gate reopens only that many go, not every worker at the same instant.
+        self.limiter = limiter or AdaptiveLimit(max(pool_size, 1))
 
     # -- ServiceNowPort ----------------------------------------------------------------------------------------
 
@@ -341,14 +348,8 @@ class ServiceNowClient:
             response: requests.Response | None = None
             try:
                 headers = self._headers(refreshed)  # may fetch the secret or a token: before the clamp below
-                response = self.session.request(
-                    method,
-                    url,
-                    data=data,
-                    params=params,
-                    headers=headers,
-                    timeout=self._request_timeout(operation),
-                    allow_redirects=False,
+                response = self._limited_request(
+                    method, url, operation, waited_for_gate, data=data, params=params, headers=headers
                 )
                 reply = self._classify(response, operation, idempotent, expect_sentence)
                 self._log(operation, method, response, started, attempt, count)
@@ -358,8 +359,9 @@ class ServiceNowClient:
             except _Unauthorized as exc:
                 self._log(operation, method, response, started, attempt, count)
                 if refreshed:
+                    said = f" ({exc.message})" if exc.message and not exc.message.startswith("HTTP ") else ""
                     raise ServiceNowAuthError(
-                        "ServiceNow rejected the credentials after a refresh (check the secret)",
+                        f"ServiceNow rejected the credentials after a refresh{said}: check the secret",
                         status=401,
                         transaction_id=exc.transaction_id,
                         operation=operation,
@@ -418,6 +420,39 @@ class ServiceNowClient:
                 raise last
             self.sleep(delay)
 
+    def _limited_request(
+        self, method: str, url: str, operation: str, waited_for_gate: float, **kwargs: Any
+    ) -> requests.Response:
+        """Send once a permit of the adaptive limit is free (and the gate open), and tell the limit what the reply
+        said about the node's capacity."""
+        while True:
+            left = None if self.deadline is None else self.deadline - self.monotonic() - MIN_REQUEST_SECONDS
+            started = self.limiter.acquire(timeout=None if left is None else max(left, 0.0))
+            if started is None:
+                raise ServiceNowUnavailableError(
+                    "no ServiceNow permit free before the invocation's deadline; not sent", operation=operation
+                )
+            if self._gate_until > self.monotonic() and self._gate_until > waited_for_gate:
+                self.limiter.release(started, Outcome.NEUTRAL)  # the gate closed while this thread waited: wait it out
+                self._wait_for_gate(operation, waited_for_gate)
+                waited_for_gate = self._gate_until  # slept out once: never loop on the same gate
+                continue
+            break
+        outcome = Outcome.NEUTRAL
+        try:
+            response = self.session.request(
+                method, url, timeout=self._request_timeout(operation), allow_redirects=False, **kwargs
+            )
+            outcome = Outcome.OVERLOADED if response.status_code in OVERLOAD_STATUSES else Outcome.OK
+            return response
+        except requests.ConnectTimeout:
+            raise
+        except requests.Timeout:
+            outcome = Outcome.OVERLOADED  # a node that does not answer in the read timeout is saturated
+            raise
+        finally:
+            self.limiter.release(started, outcome)
+
     def _close_gate(self, seconds: float) -> float:
         with self._lock:
             self._gate_until = max(self._gate_until, self.monotonic() + seconds)
@@ -468,7 +503,8 @@ class ServiceNowClient:
             return kind(message, status=status, detail=detail, transaction_id=txn, operation=operation)
 
         if status == 401:
-            raise _Unauthorized(txn)
+            message, detail = _envelope(response)
+            raise _Unauthorized(txn, f"{message}: {detail}" if detail else message)
         if status in NOT_APPLIED_STATUSES:
             message, detail = _envelope(response)
             raise error(ServiceNowUnavailableError, message, detail)
@@ -618,9 +654,10 @@ class ServiceNowClient:
 
 
 class _Unauthorized(Exception):
-    def __init__(self, transaction_id: str | None) -> None:
+    def __init__(self, transaction_id: str | None, message: str = "") -> None:
         super().__init__("401")
         self.transaction_id = transaction_id
+        self.message = message  # ServiceNow's own words ("User Not Authenticated", "Invalid user name or password")
 
 
 def _never_sent(exc: BaseException) -> bool:
