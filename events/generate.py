@@ -31,6 +31,12 @@ INSTANCE_ID = "0f4c2a7e-3b1d-4e5f-8a9b-6c7d8e9f0a1b"
 HEALTHY_CONTACT_ID = "7d2e9b40-1a6c-4f3e-9d58-3b7a0c1e2f4d"
 POISON_CONTACT_ID = "e1a5c3b7-9d2f-4a8e-b6c4-0f1e2d3c4b5a"
 START_TIMESTAMP = 1_764_230_400.0  # 2025-11-27T08:00:00Z, the fixtures module's default
+# What Amazon Connect knows about the full call (events/connect/full-call.json, served by voicebridge.connect):
+# a 555-01xx number is fictional by convention; the agent is the Priya of the dialogue.
+CALLER_NUMBER = "+12025550147"
+AGENT_USER_ID = "3d8f6a21-4b7c-4e9a-8f1d-2c6b5a4e3f10"
+AGENT_USERNAME = "priya.s"
+QUEUE_ID = "9a1e7c3b-5d2f-4b8a-9e6c-1f0d2b3a4c5e"
 EVENT_INTERVAL_MS = (1_500, 3_500)
 
 A, C = AGENT, CUSTOMER
@@ -298,6 +304,8 @@ One contact throughout: ContactId `{CONTACT_ID}`, InstanceId `{INSTANCE_ID}`.
 - `full-call.jsonl`: the same records in capture's JSON Lines form
   (`partitionKey`, `sequenceNumber`, `approximateArrivalTimestamp`, decoded `data`).
 - `malformed/*.json`: one Lambda Kinesis event per poison kind (below).
+- `connect/full-call.json`: what Amazon Connect knows about the full call (caller `{CALLER_NUMBER}`, agent
+  `{AGENT_USERNAME}`, its recording), for `voicebridge replay --connect` and the demo (not a Kinesis fixture).
 
 ## The full call
 A lost wallet: verification, card locked, a fraudulent charge disputed, address updated, express replacement.
@@ -325,6 +333,52 @@ healthy contact. The loader keeps raw data; the handler must park the poison and
 """
 
 
+def connect_data(call: SyntheticCall) -> dict[str, Any]:
+    """The ``voicebridge replay --connect`` data for the full call: its DescribeContact, the agent's DescribeUser and
+    its attributes, as Connect returns them (timestamps as epoch seconds). One inbound leg, so no InitialContactId
+    (contact records of a first leg leave it empty)."""
+    ended = round(START_TIMESTAMP + call.duration_seconds, 3)
+    day = "2025/11/27"
+    recording = f"example-connect-recordings/connect/example/CallRecordings/{day}/{CONTACT_ID}_20251127T08:00_UTC.wav"
+    contact = {
+        "Arn": f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE_ID}/contact/{CONTACT_ID}",
+        "Id": CONTACT_ID,
+        "InitiationMethod": "INBOUND",
+        "Channel": "VOICE",
+        "InitiationTimestamp": START_TIMESTAMP - 42,
+        "ConnectedToSystemTimestamp": START_TIMESTAMP - 41,
+        "DisconnectTimestamp": ended,
+        "LastUpdateTimestamp": ended,
+        "CustomerEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": CALLER_NUMBER},
+        "SystemEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": "+18005550100"},
+        "QueueInfo": {"Id": QUEUE_ID, "EnqueueTimestamp": START_TIMESTAMP - 30},
+        "AgentInfo": {"Id": AGENT_USER_ID, "ConnectedToAgentTimestamp": START_TIMESTAMP},
+        "Recordings": [
+            {
+                "StorageType": "S3",
+                "Location": recording,
+                "MediaStreamType": "AUDIO",
+                "ParticipantType": "ALL",
+                "StartTimestamp": START_TIMESTAMP,
+                "StopTimestamp": ended,
+                "Status": "AVAILABLE",
+            }
+        ],
+    }
+    user = {
+        "Arn": f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE_ID}/agent/{AGENT_USER_ID}",
+        "Id": AGENT_USER_ID,
+        "Username": AGENT_USERNAME,
+        "IdentityInfo": {"FirstName": "Priya", "LastName": "Shah", "Email": "priya.s@example.com"},
+    }
+    return {
+        "instance_id": INSTANCE_ID,
+        "contacts": {CONTACT_ID: contact},
+        "users": {AGENT_USER_ID: user},
+        "attributes": {CONTACT_ID: {"CustomerType": "retail", "CallReason": "lost_card"}},
+    }
+
+
 def generate(out_dir: str | Path) -> list[Path]:
     """Write every fixture under ``out_dir``; return the paths written."""
     out = Path(out_dir)
@@ -348,6 +402,7 @@ def generate(out_dir: str | Path) -> list[Path]:
     written[out / "full-call.jsonl"] = "".join(to_json_line(record) + "\n" for record in records)
     for kind, envelope in malformed_envelopes().items():
         written[out / "malformed" / f"{kind}.json"] = _dump(envelope)
+    written[out / "connect" / "full-call.json"] = _dump(connect_data(call))
     written[out / "README.md"] = _readme(call, len(records))
 
     for path, text in written.items():

@@ -15,7 +15,10 @@ from voicebridge.fixtures import FixtureError, StreamRecord, build_records, kine
 pytestmark = pytest.mark.unit
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-FIXTURE_FILES = sorted(p for p in EVENTS.rglob("*") if p.suffix in (".json", ".jsonl"))
+# connect/ holds the Amazon Connect stand-in's data for the full call (voicebridge.connect), not Kinesis fixtures.
+FIXTURE_FILES = sorted(
+    p for p in EVENTS.rglob("*") if p.suffix in (".json", ".jsonl") and p.relative_to(EVENTS).parts[0] != "connect"
+)
 MALFORMED = EVENTS / "malformed"
 CONTACT_ID = "5c3f0c1e-8c1a-4d8e-9b7a-2f1e3d4c5b6a"
 
