@@ -157,3 +157,43 @@ def test_disconnected_event_closes_an_idle_contact_but_not_one_still_talking(sta
     assert disconnected("c-talk")["swept"] == 0  # its last segments may still be on their way
     assert stack.interactions("c-hold")[0]["state"] == "closed_complete"
     assert stack.interactions("c-talk")[0]["state"] != "closed_complete"
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {"status": 503, "times": 100},  # unavailable until Kinesis gives the batch up
+        {"status": 403, "times": 1},  # refused once: the contact is parked
+    ],
+    ids=["503-until-give-up", "403"],
+)
+def test_a_close_that_never_got_through_is_closed_by_the_sweeper(stack: Stack, refusal: dict[str, Any]) -> None:
+    """Issue 10 §3: the contact is marked closed before the PATCH, but stays in the sweeper's index (close_pending)
+    until ServiceNow confirmed the close; before, it dropped out of the index and stayed open forever."""
+    from voicebridge.fixtures import from_lambda_record
+    from voicebridge.shard import ShardDriver
+
+    stack.emulator.add_fault_rules([{"action": "status", "method": "PATCH", "path": "/state$", **refusal}])
+    records = lambda_records(call_events("c-unclosed", 2))
+    report = ShardDriver(
+        [from_lambda_record(r) for r in records], lambda e: stack.invoke(e["Records"]), batch_size=100, max_retries=2
+    ).run()
+    assert report.given_up or stack.parked()
+    stack.emulator.clear_faults()
+    assert stack.interactions("c-unclosed")[0]["state"] != "closed_complete"
+    assert state(stack, "c-unclosed").close_pending
+
+    assert sweep()["candidates"] == 0  # the redelivery gets the first chance: not idle yet
+    age(stack, "c-unclosed", 2 * HOUR)
+    assert sweep()["swept"] == 1
+    assert stack.interactions("c-unclosed")[0]["state"] == "closed_complete"
+    assert not state(stack, "c-unclosed").close_pending
+    assert sweep()["candidates"] == 0  # out of the index
+
+
+def test_a_confirmed_close_leaves_the_index(stack: Stack) -> None:
+    assert stack.invoke(lambda_records(call_events("c-done", 2))) == {"batchItemFailures": []}
+    done = state(stack, "c-done")
+    assert done.status is ContactStatus.CLOSED and not done.close_pending
+    age(stack, "c-done", 2 * HOUR)
+    assert sweep()["candidates"] == 0

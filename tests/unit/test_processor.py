@@ -97,7 +97,7 @@ def test_whole_call_in_one_batch_opens_sends_closes() -> None:
     assert interaction.recording_url == "https://example.my.connect.aws/contact-trace-records/details/c1"
     assert world.transcript_ids("c1") == [f"c1-t{i:04d}" for i in range(4)]
     assert world.servicenow.calls.count("post_messages") == 1
-    assert world.store.writes == 2  # claim + the one pre-write
+    assert world.store.writes == 3  # claim, the one pre-write, and the close confirmed (out of the sweep index)
 
 
 def test_same_batch_delivered_twice_sends_nothing_twice() -> None:

@@ -239,6 +239,9 @@ class ContactState:
     # The interaction was created without proof that an earlier attempt's create had not landed (the lookup was
     # blind, or ServiceNow was late): at close, look for other open interactions of the contact and close them.
     orphan_check: bool = False
+    # Closed for the bridge (written before the PATCH), but ServiceNow has not confirmed the close yet: the contact
+    # stays in the sweeper's index until it has, so a close that keeps failing is retried by the sweeper.
+    close_pending: bool = False
 
     def evolve(self, **changes: Any) -> ContactState:
         return replace(self, **changes)

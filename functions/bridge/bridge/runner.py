@@ -1,7 +1,9 @@
 """One contact's I/O for one batch: execute the planner's decision in order (open, reconcile, send, close).
 
 State writes per contact and batch: exactly one when anything changes (the *pre-write*, see planner.py), plus
-the claim when a contact is first seen. ServiceNow requests: one per step.
+the claim when a contact is first seen, and once per call the confirmed close (``close_pending`` cleared after the
+PATCH, so a close that never got through stays visible to the sweeper). Failure paths write more (un-marking what
+was not applied, marking a refused create). ServiceNow requests: one per step.
 """
 
 from __future__ import annotations
@@ -455,6 +457,7 @@ class ContactRunner:
         )
         new_state = state.evolve(
             status=status,
+            close_pending=state.close_pending or plan.close,
             instance_id=state.instance_id or plan.instance_id,
             sent=state.sent.with_ids(m.id for m in to_send),
             pending=plan.keep_pending + tuple(PendingEntry(m.id, m.sequence_number) for m in to_send),
@@ -514,6 +517,7 @@ class ContactRunner:
                 pending=tuple(p for p in state.pending if p.segment_id not in settled),
                 status=ContactStatus.OPEN if plan.close else state.status,
                 close_sequence_number=None if plan.close else state.close_sequence_number,
+                close_pending=False if plan.close else state.close_pending,
             )
             if reverted != state:
                 self.store.save(reverted, expected_version=state.version)
@@ -609,6 +613,12 @@ class ContactRunner:
         outcome.servicenow_requests += 1
         self.servicenow.close_interaction(state.interaction_id or "", url)
         outcome.closed = True
+        if state.close_pending:
+            # Confirmed: out of the sweeper's index. A failure here leaves the flag; the sweeper's idempotent PATCH
+            # then confirms it (late, never lost).
+            state = self.store.save(state.evolve(close_pending=False), expected_version=state.version)
+            outcome.state_writes += 1
+            outcome.final_state = state
         logger.info(
             "interaction closed",
             step="close",

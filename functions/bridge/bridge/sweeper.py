@@ -78,11 +78,15 @@ metrics = Metrics()
 def needs_close(state: ContactState, now: int, idle_seconds: int) -> bool:
     """Whether the sweeper should close this contact now (pure).
 
-    Open or claimed contacts idle for at least ``idle_seconds``; and contacts a previous sweep marked closed whose
-    PATCH is not confirmed (retried whatever their age). Everything else closed is never touched.
+    Open or claimed contacts idle for at least ``idle_seconds``; contacts the bridge closed whose PATCH never got
+    through (``close_pending``: refused until Kinesis gave up, or parked) once as idle, so the redelivery has tried
+    first; and contacts a previous sweep marked closed whose PATCH is not confirmed (retried whatever their age).
+    Everything else closed is never touched.
     """
     if state.status is ContactStatus.CLOSED:
-        return state.close_sequence_number == SWEEP_PENDING
+        if state.close_sequence_number == SWEEP_PENDING:
+            return True
+        return state.close_pending and now - state.updated_at >= idle_seconds
     return now - state.updated_at >= idle_seconds
 
 
@@ -99,7 +103,7 @@ def marked_closing(state: ContactState, interaction_id: str | None) -> ContactSt
 
 
 def marked_swept(state: ContactState) -> ContactState:
-    return state.evolve(close_sequence_number=SWEPT)
+    return state.evolve(close_sequence_number=SWEPT, close_pending=False)
 
 
 # --- the sweep -----------------------------------------------------------------------------------------------------

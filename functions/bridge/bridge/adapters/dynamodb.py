@@ -85,7 +85,9 @@ def open_shard(contact_id: str) -> str:
 
 
 def in_open_index(state: ContactState) -> bool:
-    return state.status is not ContactStatus.CLOSED or state.close_sequence_number == SWEEP_PENDING
+    return (
+        state.status is not ContactStatus.CLOSED or state.close_sequence_number == SWEEP_PENDING or state.close_pending
+    )
 
 
 def to_item(state: ContactState) -> dict[str, Any]:
@@ -109,7 +111,11 @@ def to_item(state: ContactState) -> dict[str, Any]:
     ):
         if value:
             item[name] = {"S": value}
-    for name, flag in (("create_not_applied", state.create_not_applied), ("orphan_check", state.orphan_check)):
+    for name, flag in (
+        ("create_not_applied", state.create_not_applied),
+        ("orphan_check", state.orphan_check),
+        ("close_pending", state.close_pending),
+    ):
         if flag:
             item[name] = {"BOOL": True}
     if in_open_index(state):
@@ -148,6 +154,7 @@ def from_item(item: dict[str, Any]) -> ContactState:
         expires_at=number("expires_at"),
         create_not_applied=bool(item.get("create_not_applied", {}).get("BOOL", False)),
         orphan_check=bool(item.get("orphan_check", {}).get("BOOL", False)),
+        close_pending=bool(item.get("close_pending", {}).get("BOOL", False)),
     )
 
 
