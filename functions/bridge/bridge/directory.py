@@ -61,8 +61,9 @@ class ContactDirectory:
         def contact_attributes() -> Mapping[str, str]:  # one GetContactAttributes for the caller and the agent
             nonlocal attributes
             if attributes is None:
+                empty: Mapping[str, str] = {}
                 attributes = self._lookup(
-                    "GetContactAttributes", fallbacks, {}, self.connect.contact_attributes, instance_id, contact_id
+                    "GetContactAttributes", fallbacks, empty, self.connect.contact_attributes, instance_id, contact_id
                 )
             return attributes
 
