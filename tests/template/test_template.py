@@ -358,6 +358,21 @@ def test_connect_lookups_require_an_instance(template: dict[str, Any]) -> None:
     assert {"Fn::Equals": [{"Ref": "AgentLookup"}, "none"]} in asserts
 
 
+def test_the_default_recording_url_cannot_be_deployed_without_the_alias(template: dict[str, Any]) -> None:
+    """Issue 10 §3: a setting that would park every batch at run time is refused at deploy time instead."""
+    from bridge.config import DEFAULT_RECORDING_URL_TEMPLATE, ConfigurationError, load_settings
+
+    default = template["Parameters"]["RecordingUrlTemplate"]["Default"]
+    assert default == DEFAULT_RECORDING_URL_TEMPLATE
+    rule = template["Rules"]["DefaultRecordingUrlNeedsAlias"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "RecordingUrlTemplate"}, default]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectInstanceAlias"}, ""]}]}
+    environment = {"SERVICENOW_URL": "https://x.service-now.com", "SERVICENOW_SECRET_ARN": "arn", "CONTACT_TABLE": "t"}
+    with pytest.raises(ConfigurationError, match="CONNECT_INSTANCE_ALIAS"):  # what the rule spares the deployment
+        load_settings({**environment, "PARKING_QUEUE_URL": "q", "RECORDING_URL_TEMPLATE": default})
+
+
 # --- Kinesis event source mapping ----------------------------------------------------------------------
 
 
