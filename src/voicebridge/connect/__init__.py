@@ -15,6 +15,7 @@ Embedding API (replay, the demo and the tests use these names)::
 from voicebridge.connect.data import (
     ConnectData,
     ConnectDataError,
+    ContactSegments,
     DeliveredSegments,
     SegmentSource,
     combined,
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectData",
     "ConnectDataError",
     "ConnectOptions",
+    "ContactSegments",
     "DeliveredSegments",
     "RunningConnect",
     "SegmentSource",

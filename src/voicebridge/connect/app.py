@@ -198,7 +198,9 @@ class ConnectApp:
             raise invalid("ContactId is required")
         if contact_id not in self.data.contacts:
             raise not_found(f"Contact not found: {contact_id}")
-        page, token = _page(self.data.associated(contact_id), contact_id, params.get("maxResults"), params)
+        page, token = _page(
+            self.data.associated(contact_id), contact_id, params.get("maxResults"), params.get("nextToken")
+        )
         return {"ContactSummaryList": page, **({"NextToken": token} if token else {})}
 
     def list_segments(self, params: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,16 +208,16 @@ class ConnectApp:
         contact_id = body.get("ContactId")
         if not isinstance(contact_id, str) or not contact_id:
             raise invalid("ContactId is required")
-        segments = self.segments(contact_id)
-        if segments is None:
+        held = self.segments(contact_id)
+        if held is None:
             raise not_found(f"No real-time contact analysis session for contact: {contact_id}")
-        page, token = _page(list(segments), contact_id, body.get("MaxResults"), {"nextToken": body.get("NextToken")})
+        page, token = _page(held.segments, contact_id, body.get("MaxResults"), body.get("NextToken"))
+        if token is None and not held.completed:
+            token = _token(contact_id, len(held.segments))  # nothing more now, but the analysis goes on
         return {"Segments": page, **({"NextToken": token} if token else {})}
 
 
-def _page(
-    items: Sequence[Any], contact_id: str, max_results: Any, params: Mapping[str, Any]
-) -> tuple[list[Any], str | None]:
+def _page(items: Sequence[Any], contact_id: str, max_results: Any, token: Any) -> tuple[list[Any], str | None]:
     """One page and the token of the next. A token names its contact and offset: items only ever grow (a live
     call's segments), so an offset stays valid while the call goes on."""
     try:
@@ -224,10 +226,7 @@ def _page(
         raise invalid(f"MaxResults must be an integer, got {max_results!r}") from None
     if not 1 <= size <= MAX_RESULTS:
         raise invalid(f"MaxResults must be between 1 and {MAX_RESULTS}, got {size}")
-    start = 0
-    token = params.get("nextToken")
-    if token:
-        start = _offset(str(token), contact_id)
+    start = _offset(str(token), contact_id) if token else 0
     page = list(items[start : start + size])
     end = start + len(page)
     return page, _token(contact_id, end) if end < len(items) else None

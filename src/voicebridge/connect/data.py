@@ -28,8 +28,18 @@ from typing import Any
 API_SEGMENT_KINDS = ("Transcript", "Categories", "PostContactSummary", "ExtractedInformation")
 TOP_LEVEL_KEYS = frozenset({"instance_id", "contacts", "users", "attributes", "segments"})
 
-# The segments Contact Lens holds for a contact, or None when it never heard of it (then 404).
-SegmentSource = Callable[[str], Sequence[Mapping[str, Any]] | None]
+
+@dataclass(frozen=True)
+class ContactSegments:
+    """What Contact Lens holds for a contact: its segments so far, and whether its analysis has ended. While it
+    has not, every page carries a NextToken (even the last one: more may come), as the API documents."""
+
+    segments: Sequence[Mapping[str, Any]]
+    completed: bool = True
+
+
+# A contact's segments, or None when Contact Lens never heard of it (then 404).
+SegmentSource = Callable[[str], ContactSegments | None]
 
 
 class ConnectDataError(ValueError):
@@ -65,11 +75,12 @@ class ConnectData:
             return self.attributes.get(self.root_of(contact_id), {})
         return None
 
-    def file_segments(self, contact_id: str) -> list[dict[str, Any]] | None:
-        """The file's segments as a :data:`SegmentSource`: a known contact without any has none yet."""
+    def file_segments(self, contact_id: str) -> ContactSegments | None:
+        """The file's segments as a :data:`SegmentSource`, of an analysis that has ended (the file records finished
+        calls); a known contact without any has none."""
         if contact_id in self.segments:
-            return self.segments[contact_id]
-        return [] if contact_id in self.contacts else None
+            return ContactSegments(tuple(self.segments[contact_id]))
+        return ContactSegments(()) if contact_id in self.contacts else None
 
 
 SUMMARY_FIELDS = (
@@ -204,13 +215,14 @@ def api_segments(event: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 class DeliveredSegments:
     """A :data:`SegmentSource` fed as records reach the stream: each record counts once (a redelivered batch adds
-    nothing), and a contact is known from its first record on. Thread-safe: the stand-in answers from its own
-    threads while replay feeds it."""
+    nothing), a contact is known from its first record on, and its analysis has ended once its COMPLETED or
+    FAILED arrived. Thread-safe: the stand-in answers from its own threads while replay feeds it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._by_contact: dict[str, list[dict[str, Any]]] = {}
+        self._ended: set[str] = set()
 
     def deliver(self, record_key: str, event: Any) -> None:
         """Add one decoded stream event (``record_key``: its sequence number); anything not an object is ignored
@@ -221,7 +233,10 @@ class DeliveredSegments:
             if record_key in self._seen:
                 return
             self._seen.add(record_key)
-            self._by_contact.setdefault(str(event["ContactId"]), []).extend(api_segments(event))
+            contact_id = str(event["ContactId"])
+            self._by_contact.setdefault(contact_id, []).extend(api_segments(event))
+            if event.get("EventType") in ("COMPLETED", "FAILED"):
+                self._ended.add(contact_id)
 
     def deliver_kinesis(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Add the records of a Lambda Kinesis event (``event["Records"]``)."""
@@ -235,16 +250,18 @@ class DeliveredSegments:
                 continue  # poison: Contact Lens never produced it
             self.deliver(str(kinesis.get("sequenceNumber", "")), event)
 
-    def __call__(self, contact_id: str) -> list[dict[str, Any]] | None:
+    def __call__(self, contact_id: str) -> ContactSegments | None:
         with self._lock:
             segments = self._by_contact.get(contact_id)
-            return list(segments) if segments is not None else None
+            if segments is None:
+                return None
+            return ContactSegments(tuple(segments), completed=contact_id in self._ended)
 
 
 def combined(*sources: SegmentSource) -> SegmentSource:
     """The first source that knows the contact answers (e.g. replay's delivered segments, then the file's)."""
 
-    def source(contact_id: str) -> Sequence[Mapping[str, Any]] | None:
+    def source(contact_id: str) -> ContactSegments | None:
         for candidate in sources:
             found = candidate(contact_id)
             if found is not None:
