@@ -368,3 +368,23 @@ def test_a_poison_record_is_parked_once_across_redeliveries(stack: Stack) -> Non
     assert [p["reason_class"] for p in parked] == ["invalid_json"]
     assert parked[0]["records"][0]["sequenceNumber"] == str(10**50 + 1)
     assert ids(stack, "c-later") == expected("c-later", 2)
+
+
+# -- issue 10 §3: a late join (no state, no STARTED) finds the interaction that exists -----------------------------
+
+
+def test_records_of_a_contact_whose_item_expired_find_its_interaction(stack: Stack, results: list[BatchResult]) -> None:
+    """A redrive after the contact item's TTL (7 days) but within the parking retention (14 days) used to open a
+    second interaction: with no state and no STARTED the bridge now looks the contact up once before creating."""
+    import boto3
+
+    events = call_events("c-expired", 4)
+    deliver(stack, lambda_records(events[:3]))
+    boto3.client("dynamodb").delete_item(
+        TableName=stack.environment["CONTACT_TABLE"], Key={"contact_id": {"S": "c-expired"}}
+    )
+    deliver(stack, lambda_records(events[3:], first_sequence_number=10**56))
+    (interaction,) = stack.interactions("c-expired")
+    assert interaction["state"] == "closed_complete"
+    assert ids(stack, "c-expired") == expected("c-expired", 4)
+    assert total(results, "recovered_interaction") == 1

@@ -30,6 +30,7 @@ from bridge.models import (
     ContactEvent,
     ContactState,
     ContactStatus,
+    EventType,
     OpenRequest,
     OutgoingMessage,
     PendingEntry,
@@ -217,7 +218,8 @@ class ContactRunner:
             )
             return outcome
 
-        state = self._ensure_open(plan, state, outcome, deadline)
+        late_join = not any(event.event_type is EventType.STARTED for event in events)
+        state = self._ensure_open(plan, state, outcome, deadline, late_join)
         to_send = self._reconcile(plan, state, outcome, deadline) + list(plan.messages)
         saved = self._pre_write(plan, state, to_send, outcome)
         started = events[0].record.arrival_timestamp or self.clock()
@@ -235,7 +237,12 @@ class ContactRunner:
             raise TimeBudgetExceededError(f"not enough time left to {step}")
 
     def _ensure_open(
-        self, plan: ContactPlan, state: ContactState | None, outcome: ContactOutcome, deadline: float
+        self,
+        plan: ContactPlan,
+        state: ContactState | None,
+        outcome: ContactOutcome,
+        deadline: float,
+        late_join: bool = False,
     ) -> ContactState:
         if not plan.open:
             assert state is not None
@@ -251,6 +258,14 @@ class ContactRunner:
             # Claim before creating: of two deliveries of STARTED, only one gets past this conditional write.
             state = self.store.claim(plan.contact_id, plan.instance_id, int(self.clock()))
             outcome.state_writes += 1
+            if late_join:
+                # No state and no STARTED: the bridge joined mid-call, or the contact's item expired (TTL) before a
+                # redrive of its parked records. The interaction may exist: look once before creating another.
+                recovering = True
+                interaction_id, blind = self._lookup_interaction(plan.contact_id, outcome, None)
+                if interaction_id:
+                    outcome.recovered_interaction = True
+                    conversation_id = self._find(self.servicenow.find_conversation, interaction_id, outcome)
         else:
             # An earlier attempt claimed the contact and may have created the interaction before dying (or its
             # POST was answered ambiguously): find it by clientSessionId before creating another.
