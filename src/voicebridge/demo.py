@@ -17,6 +17,7 @@ from voicebridge.replay import ReplayOptions, format_report, replay_session
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURE = REPO_ROOT / "events" / "full-call.jsonl"
+DEFAULT_CONNECT = REPO_ROOT / "events" / "connect" / "full-call.json"  # what Amazon Connect knows about that call
 
 
 def _clock(millis: str) -> str:
@@ -40,7 +41,7 @@ def read_interactions(url: str, auth: tuple[str, str], contact_ids: list[str]) -
 def render_transcript(interaction: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     lines = [
         f"Interaction {interaction['number']} · {interaction['state']} · caller {interaction['user_id']} · "
-        f"contact {interaction['client_session_id']}",
+        f"agent {interaction.get('assigned_to') or '-'} · contact {interaction['client_session_id']}",
         f"  recording: {interaction['recording_url'] or '-'}",
         f"  {len(messages)} messages in sys_cs_message, in Agent Workspace order (begin offset, end offset, arrival):",
     ]
@@ -70,6 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=argtypes.batch_size, default=10, help="records per invocation, 1-10000 (default 10)"
     )
+    connect = parser.add_mutually_exclusive_group()
+    connect.add_argument(
+        "--connect",
+        metavar="CONTACTS.json",
+        type=argtypes.readable_file,
+        default=str(DEFAULT_CONNECT),
+        help="what the Amazon Connect stand-in serves for the caller and agent lookups "
+        "(default: events/connect/full-call.json)",
+    )
+    connect.add_argument(
+        "--no-connect", action="store_true", help="no Amazon Connect: lookups off, the fallback caller id applies"
+    )
     parser.add_argument(
         "--redact",
         choices=[mode.value for mode in RedactionMode],
@@ -79,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from voicebridge.connect.data import ConnectDataError, load_connect_data
     from voicebridge.emulator.tableclient import read_transcript
 
     try:
@@ -86,14 +100,27 @@ def run(args: argparse.Namespace) -> int:
     except FixtureError as exc:
         print(f"voicebridge demo: {exc}", file=sys.stderr)
         return 2
+    connect = None
+    if not args.no_connect:
+        try:
+            connect = load_connect_data(args.connect)
+        except ConnectDataError as exc:
+            print(f"voicebridge demo: --connect {exc}", file=sys.stderr)
+            return 2
     print(
         f"voicebridge demo: {len(records)} Contact Lens records from {args.fixture} through the Lambda handler "
         f"in batches of {args.batch_size}"
     )
-    print("  ServiceNow: embedded emulator · DynamoDB, SQS, Secrets Manager: in-process (moto)\n")
+    print("  ServiceNow: embedded emulator · DynamoDB, SQS, Secrets Manager: in-process (moto)")
+    if connect is None:
+        print("  Amazon Connect: none (lookups off: the fallback caller id, no agent)\n")
+    else:
+        print(f"  Amazon Connect: the stand-in, serving {args.connect} (caller and agent lookups on)\n")
     if args.redact != RedactionMode.NONE:
         print(f"  RedactContent={args.redact}: masked before anything is sent to ServiceNow\n")
-    options = ReplayOptions(batch_size=args.batch_size, extra_environment={"REDACT_CONTENT": args.redact})
+    options = ReplayOptions(
+        batch_size=args.batch_size, extra_environment={"REDACT_CONTENT": args.redact}, connect=connect
+    )
     with replay_session(records, options) as (report, target):
         print(format_report(report), "\n")
         interactions = read_interactions(target.url, target.basic_auth, list(report.contacts))

@@ -42,6 +42,7 @@ EXISTING_CHECK_SECONDS = 10.0  # and the time those lookups may take in all
 
 if TYPE_CHECKING:
     from bridge.factory import Bridge
+    from voicebridge.connect.data import ConnectData
 
 
 @dataclass
@@ -79,6 +80,8 @@ class ReplayOptions:
     # Before the first batch, look up the fixtures' contacts in ServiceNow and warn on stderr about those that
     # already have an interaction (in-process state starts empty: each would get a second one).
     warn_existing: bool = False
+    # --connect: serve this data from the Amazon Connect stand-in and turn the lookups on, as deployed
+    connect: ConnectData | None = None
 
 
 @dataclass
@@ -301,17 +304,30 @@ def replay_session(
     records: Sequence[StreamRecord], options: ReplayOptions
 ) -> Iterator[tuple[ReplayReport, ServiceNowTarget]]:
     """Like :func:`replay`, but keeps the embedded emulator (and moto) alive until the block ends."""
-    with _servicenow(options.servicenow) as target, aws_resources(options.table) as table:
+    from voicebridge.connect.session import replay_connect
+
+    with (
+        _servicenow(options.servicenow) as target,
+        aws_resources(options.table) as table,
+        replay_connect(options.connect) as connect,
+    ):
         environment = ensure_resources(table, target)
         environment.update(offline_handler_environment())
+        if connect is not None:
+            environment.update(connect.handler_environment)
         environment["FORWARD_NOTES"] = "true" if options.forward_notes else "false"
         environment.update(options.extra_environment)
         with environment_overlay(environment), bridge_log_level(options.log_level):
-            report = _drive(records, options, target)
+            report = _drive(records, options, target, connect.feed if connect is not None else None)
             yield report, target
 
 
-def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: ServiceNowTarget) -> ReplayReport:
+def _drive(
+    records: Sequence[StreamRecord],
+    options: ReplayOptions,
+    target: ServiceNowTarget,
+    on_delivery: Callable[[dict[str, Any]], None] | None = None,  # sees each event before the handler does
+) -> ReplayReport:
     from bridge import factory
     from bridge.handler import lambda_handler
     from bridge.processor import BatchResult
@@ -347,6 +363,8 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
                 contacts.setdefault(item.contact_id, ContactSummary(item.contact_id)).parked += len(item.records)
 
     def invoke_handler(event: dict[str, Any]) -> Any:
+        if on_delivery is not None:
+            on_delivery(event)
         try:
             return lambda_handler(event, ReplayContext())
         except Exception as exc:  # a function error: the shard driver redelivers, the report says why
@@ -361,7 +379,7 @@ def _drive(records: Sequence[StreamRecord], options: ReplayOptions, target: Serv
             for contact_records in _by_contact(records).values():
                 driver = ShardDriver(
                     contact_records,
-                    lambda event: bridge.process(event["Records"], 60_000, historical=True).response(),
+                    lambda event: _historical(bridge, event, on_delivery),
                     batch_size=len(contact_records),
                     max_retries=options.max_retries,
                 )
@@ -430,6 +448,12 @@ def warn_existing_interactions(
         f"interaction (pass --table to keep state between replays)",
         file=sys.stderr,
     )
+
+
+def _historical(bridge: Bridge, event: dict[str, Any], on_delivery: Callable[[dict[str, Any]], None] | None) -> Any:
+    if on_delivery is not None:
+        on_delivery(event)
+    return bridge.process(event["Records"], 60_000, historical=True).response()
 
 
 def _by_contact(records: Sequence[StreamRecord]) -> dict[str, list[StreamRecord]]:
@@ -519,6 +543,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-notes", action="store_true", help="do not forward categories and summaries")
     parser.add_argument(
+        "--connect",
+        metavar="CONTACTS.json",
+        type=argtypes.readable_file,
+        help="serve these contacts, users and attributes from the Amazon Connect stand-in and look up callers and "
+        "agents as the deployed function does (README: The Amazon Connect stand-in)",
+    )
+    parser.add_argument(
         "--log-level",
         type=argtypes.log_level,
         default="WARNING",
@@ -532,6 +563,15 @@ def run(args: argparse.Namespace) -> int:
     except FixtureError as exc:
         print(f"voicebridge replay: {exc}", file=sys.stderr)
         return 2
+    connect = None
+    if args.connect:
+        from voicebridge.connect.data import ConnectDataError, load_connect_data
+
+        try:
+            connect = load_connect_data(args.connect)
+        except ConnectDataError as exc:
+            print(f"voicebridge replay: --connect {exc}", file=sys.stderr)
+            return 2
     target = None
     if args.servicenow_url:
         if not (args.user and args.password) and not (args.client_id and args.client_secret):
@@ -554,6 +594,7 @@ def run(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         # State lives in ServiceNow and in the table; without --table only ServiceNow remembers a previous replay.
         warn_existing=target is not None and args.table is None,
+        connect=connect,
     )
     from botocore.exceptions import BotoCoreError, ClientError
 
