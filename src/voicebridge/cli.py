@@ -14,6 +14,7 @@ from typing import NoReturn
 # subcommand -> (module, one-line help). Each module exposes add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("voicebridge.emulator.cli", "serve the ServiceNow Voice Interaction API emulator"),
+    "connect": ("voicebridge.connect.cli", "serve the Amazon Connect stand-in (lookups and Contact Lens segments)"),
     "replay": ("voicebridge.replay", "feed fixtures through the real Lambda handler"),
     "demo": ("voicebridge.demo", "replay the recorded demo call and print what ServiceNow stored"),
     "redrive": ("voicebridge.redrive", "re-feed parked records through the handler after a fix"),

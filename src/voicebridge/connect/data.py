@@ -139,7 +139,10 @@ def parse_connect_data(document: Any) -> ConnectData:
             raise ConnectDataError(f"attributes.{key}: every attribute value must be a string")
         attributes[key] = dict(values)
     segments: dict[str, list[dict[str, Any]]] = {}
-    for key, items in (document.get("segments") or {}).items():
+    listed = document.get("segments")
+    if listed is not None and not isinstance(listed, dict):
+        raise ConnectDataError("segments must be an object of lists keyed by contact id")
+    for key, items in (listed or {}).items():
         if not isinstance(items, list) or not all(_is_segment(item) for item in items):
             raise ConnectDataError(f"segments.{key}: expected a list of segments, each one of {API_SEGMENT_KINDS}")
         segments[key] = items
@@ -147,7 +150,8 @@ def parse_connect_data(document: Any) -> ConnectData:
 
 
 def _objects(document: Mapping[str, Any], key: str) -> dict[str, dict[str, Any]]:
-    value = document.get(key) or {}
+    value = document.get(key)
+    value = {} if value is None else value
     if not isinstance(value, dict) or not all(isinstance(item, dict) for item in value.values()):
         raise ConnectDataError(f"{key} must be an object of objects keyed by id")
     return value
@@ -156,7 +160,7 @@ def _objects(document: Mapping[str, Any], key: str) -> dict[str, dict[str, Any]]
 def _users(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Users as DescribeUser objects; a bare username string (``voicebridge backfill``'s file) stands for
     ``{"Username": ...}``."""
-    value = document.get("users") or {}
+    value = document.get("users")
     if isinstance(value, dict):
         value = {key: {"Username": item} if isinstance(item, str) else item for key, item in value.items()}
     return _objects({"users": value}, "users")
@@ -175,7 +179,9 @@ def _epoch_timestamps(value: Any, where: str) -> Any:
     file uses them); anything else is a mistake worth a clear line."""
     if isinstance(value, dict):
         return {
-            name: _epoch(item, f"{where}.{name}") if name.endswith("Timestamp") else _epoch_timestamps(item, where)
+            name: _epoch(item, f"{where}.{name}")
+            if name.endswith("Timestamp")
+            else _epoch_timestamps(item, f"{where}.{name}")
             for name, item in value.items()
         }
     if isinstance(value, list):
