@@ -22,15 +22,21 @@ COMMAND = [sys.executable, "-m", "voicebridge.cli", "connect"]
 
 def test_it_prints_its_url_and_serves_the_file() -> None:
     process = subprocess.Popen(
-        [*COMMAND, "--port", "0", str(CONTACTS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*COMMAND, "--port", "0", "--throttle-every", "2", str(CONTACTS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.removeprefix("listening on ")
-        contact = client("connect", url).describe_contact(InstanceId=INSTANCE, ContactId=CONTACT)["Contact"]
+        connect = client("connect", url)
+        contact = connect.describe_contact(InstanceId=INSTANCE, ContactId=CONTACT)["Contact"]
         assert contact["CustomerEndpoint"]["Address"] == "+12025550147"
+        with pytest.raises(connect.exceptions.ThrottlingException):  # the second request: --throttle-every 2
+            connect.describe_contact(InstanceId=INSTANCE, ContactId=CONTACT)
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
