@@ -345,6 +345,9 @@ def _publish(result: SweepResult) -> None:
     metrics.add_metric(name="SweepErrors", unit="Count", value=result.errors)
     metrics.add_metric(name="SweepConflicts", unit="Count", value=result.conflicts)
     metrics.add_metric(name="SweepCandidates", unit="Count", value=result.candidates)
+    # Selected to close but still open after this run (a close failed, or out of time): what the left-open alarm
+    # watches. Conflicts are not counted: the bridge wrote the contact, so it is active after all.
+    metrics.add_metric(name="SweepLeftOpen", unit="Count", value=result.errors + result.deferred)
 
 
 @metrics.log_metrics
