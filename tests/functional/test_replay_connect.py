@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 import requests
 
+from tests.events_builder import call_events, lambda_records
+from tests.functional.conftest import Stack
 from voicebridge import cli
-from voicebridge.connect import load_connect_data
+from voicebridge.connect import load_connect_data, start_connect
+from voicebridge.connect.data import parse_connect_data
+from voicebridge.connect.session import LOOKUP_ENVIRONMENT
 from voicebridge.fixtures import load_fixtures
 from voicebridge.replay import ReplayOptions, ServiceNowTarget, replay_session
 
@@ -120,3 +124,43 @@ def test_a_bad_connect_file_is_one_line_and_exit_2(
         f"voicebridge {command}: --connect {bad}: contacts.c1.InitiationTimestamp: a timestamp must be epoch seconds "
         "(or ISO 8601), got 'yesterday'"
     ]
+
+
+def test_a_lookup_throttled_past_the_sdks_retries_is_redelivered_then_sets_the_caller(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the real handler with its lookups on against a stand-in that throttles DescribeContact for now
+    from bridge import factory
+
+    data = parse_connect_data(
+        {
+            "contacts": {
+                "c-throttled": {
+                    "CustomerEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": "+12025550148"},
+                    "AgentInfo": {"Id": "u-1"},
+                }
+            },
+            "users": {"u-1": "marco.r"},
+        }
+    )
+    records = lambda_records(call_events("c-throttled", 2))
+    with start_connect(data) as connect:
+        for name, value in {**connect.client_environment(), **LOOKUP_ENVIRONMENT}.items():
+            monkeypatch.setenv(name, value)
+        factory.reset()
+        connect.throttle(100, "DescribeContact")
+
+        # When the batch arrives while throttled, and is redelivered once Connect answers again
+        first = stack.invoke(records)
+        throttled = connect.stats()["DescribeContact"].get(429, 0)
+        interactions_while_throttled = stack.interactions("c-throttled")
+        connect.clear_throttles()
+        second = stack.invoke(records)
+
+    # Then the first delivery is handed back (after the SDK's own retries) without opening anything, and the
+    # redelivery opens the interaction with the caller's number and the agent, every line once
+    assert first["batchItemFailures"] and throttled > 1 and interactions_while_throttled == []
+    assert second == {"batchItemFailures": []}
+    (row,) = stack.interactions("c-throttled")
+    assert row["user_id"] == "+12025550148" and row["assigned_to"] == "marco.r"
+    assert stack.transcript_ids("c-throttled") == ["c-throttled-t0000", "c-throttled-t0001"]

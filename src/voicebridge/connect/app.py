@@ -104,6 +104,13 @@ class ConnectApp:
         with self._lock:
             self.throttling.pending[operation] = self.throttling.pending.get(operation, 0) + count
 
+    def clear_throttles(self) -> int:
+        """Drop the scripted throttles not yet used; returns how many there were."""
+        with self._lock:
+            pending = sum(self.throttling.pending.values())
+            self.throttling.pending.clear()
+            return pending
+
     def stats(self) -> dict[str, dict[int, int]]:
         """``{operation: {status: requests}}`` (unrouted requests under ``"unknown"``)."""
         with self._lock:

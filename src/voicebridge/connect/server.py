@@ -96,6 +96,9 @@ class RunningConnect:
         """The next ``count`` requests (of ``operation``, e.g. ``"DescribeContact"``, or any) get 429."""
         self.app.throttle(count, operation)
 
+    def clear_throttles(self) -> int:
+        return self.app.clear_throttles()
+
     def stats(self) -> dict[str, dict[int, int]]:
         return self.app.stats()
 
