@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("voicebridge.replay", "feed fixtures through the real Lambda handler"),
     "demo": ("voicebridge.demo", "replay the recorded demo call and print what ServiceNow stored"),
     "redrive": ("voicebridge.redrive", "re-feed parked records through the handler after a fix"),
+    "sweep": ("voicebridge.sweep", "run the sweeper once now: close idle interactions (or list them, --dry-run)"),
     "capture": ("voicebridge.capture", "read a Kinesis stream into a replayable JSON Lines fixture"),
     "trace": ("voicebridge.trace", "one contact's timeline from CloudWatch Logs, its state and parked items"),
     "chaos": ("voicebridge.chaos", "soak: concurrent synthetic calls under faults, crashes and duplicates"),
