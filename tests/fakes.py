@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.errors import ContactConflictError
-from bridge.models import ContactState, ContactStatus, OpenRequest, OutgoingMessage
+from bridge.models import ContactState, ContactStatus, OpenRequest, OutgoingMessage, ShardPosition
 from bridge.ports import ContactDetails, ParkedItem
 
 
@@ -132,6 +132,8 @@ class FakeContactStore:
         self.writes = 0
         self.fail_next_save: list[Exception] = []
         self.parked_markers: set[str] = set()
+        self.shard_positions: dict[str, ShardPosition] = {}
+        self.position_writes = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -150,6 +152,13 @@ class FakeContactStore:
         state = ContactState(contact_id, ContactStatus.CLAIMED, 1, instance_id, created_at=now, updated_at=now)
         self.items[contact_id] = state
         return state
+
+    def record_position(self, shard_id: str, position: ShardPosition) -> None:
+        self.position_writes += 1  # not a contact state write (those are ``writes``)
+        self.shard_positions[shard_id] = position
+
+    def positions(self, shard_ids: Sequence[str]) -> dict[str, ShardPosition]:
+        return {s: self.shard_positions[s] for s in shard_ids if s in self.shard_positions}
 
     def parked_before(self, keys: Sequence[str]) -> set[str]:
         return self.parked_markers & set(keys)

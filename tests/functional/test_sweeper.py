@@ -36,10 +36,16 @@ def state(stack: Stack, contact_id: str) -> ContactState:
     return store(stack).load_many([contact_id])[contact_id]
 
 
-def age(stack: Stack, contact_id: str, seconds: int) -> None:
-    """Pretend the contact's last activity was ``seconds`` ago (a rewrite through the bridge's own PutItem)."""
+def age(stack: Stack, contact_id: str, seconds: int, stream: bool = True) -> None:
+    """Pretend the contact's last activity was ``seconds`` ago (a rewrite through the bridge's own PutItem): on the
+    wall clock (``updated_at``) and, unless ``stream`` is False, on the stream's clock too (its last record's
+    arrival, against how far the bridge has read its shard)."""
     current = state(stack, contact_id)
-    store(stack).save(current.evolve(updated_at=current.updated_at - seconds), expected_version=current.version)
+    aged = current.evolve(
+        updated_at=current.updated_at - seconds,
+        last_arrival=current.last_arrival - seconds if stream else current.last_arrival,
+    )
+    store(stack).save(aged, expected_version=current.version)
 
 
 def sweep(event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -197,3 +203,22 @@ def test_a_confirmed_close_leaves_the_index(stack: Stack) -> None:
     assert done.status is ContactStatus.CLOSED and not done.close_pending
     age(stack, "c-done", 2 * HOUR)
     assert sweep()["candidates"] == 0
+
+
+def test_a_hang_up_while_the_bridge_is_minutes_behind_loses_nothing(stack: Stack) -> None:
+    """Issue 10 §3: the bridge stalled for five minutes (wall-clock idle) on records that are still its newest on
+    the stream: DISCONNECTED must not close the call, or every later line would be parked after_close."""
+    events = call_events("c-behind", 4)
+    assert stack.invoke(lambda_records(events[:3])) == {"batchItemFailures": []}
+    age(stack, "c-behind", 5 * 60, stream=False)  # the item was last written 5 minutes ago; the shard is there too
+    hang_up = {
+        "source": "aws.connect",
+        "detail-type": "Amazon Connect Contact Event",
+        "detail": {"eventType": "DISCONNECTED", "contactId": "c-behind", "channel": "VOICE"},
+    }
+    assert sweep(hang_up)["swept"] == 0
+    assert stack.invoke(lambda_records(events[3:], first_sequence_number=10**56)) == {"batchItemFailures": []}
+    (interaction,) = stack.interactions("c-behind")
+    assert interaction["state"] == "closed_complete"
+    assert stack.transcript_ids("c-behind") == [f"c-behind-t{i:04d}" for i in range(4)]
+    assert not stack.parked()

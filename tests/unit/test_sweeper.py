@@ -303,3 +303,20 @@ def test_settings_name_the_variable() -> None:
 def test_read_forbidden_is_a_rejected_error() -> None:
     # The recovery path relies on this: a forbidden read is caught before the generic rejected handling.
     assert issubclass(ServiceNowReadForbiddenError, ServiceNowRejectedError)
+
+
+def test_idleness_is_measured_on_the_stream_clock_when_the_shard_position_is_known() -> None:
+    from bridge.models import ShardPosition
+    from bridge.sweeper import stream_idle
+
+    now = 1_000_000
+    contact = ContactState("c", ContactStatus.OPEN, 1, updated_at=now - 3600, last_arrival=now - 3600, shard_id="s-1")
+    caught_up = {"s-1": ShardPosition(arrival=now - 1, read_at=now)}
+    behind = {"s-1": ShardPosition(arrival=now - 3590, read_at=now)}  # the bridge is an hour behind on this shard
+    assert stream_idle(contact, now, 1800, caught_up)
+    assert not stream_idle(contact, now, 1800, behind)
+    assert stream_idle(contact, now, 1800, {})  # unknown position: the wall clock alone
+    assert not needs_close(contact, now, 1800, behind) and needs_close(contact, now, 1800, caught_up)
+    # A quiet stream: the position was recorded 40 minutes ago with a 1 s lag; the stream is at "now - 1 s".
+    quiet = {"s-1": ShardPosition(arrival=now - 2401, read_at=now - 2400)}
+    assert stream_idle(contact, now, 1800, quiet)

@@ -40,11 +40,14 @@ def raw_record(lambda_record: Any) -> RawRecord:
         arrival = float(kinesis.get("approximateArrivalTimestamp") or 0.0)
     except (TypeError, ValueError):
         arrival = 0.0
+    event_id = lambda_record.get("eventID") if isinstance(lambda_record, dict) else None
+    shard = event_id.split(":", 1)[0] if isinstance(event_id, str) and event_id.startswith("shardId-") else ""
     return RawRecord(
         sequence_number=str(kinesis.get("sequenceNumber", "")),
         partition_key=str(kinesis.get("partitionKey", "")),
         data_b64=str(kinesis.get("data", "")),
         arrival_timestamp=arrival,
+        shard_id=shard,
     )
 
 

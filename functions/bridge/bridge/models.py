@@ -21,6 +21,7 @@ class RawRecord:
     partition_key: str
     data_b64: str
     arrival_timestamp: float
+    shard_id: str = ""  # from the Lambda record's eventID ("shardId-000000000000:<sequence number>")
 
     @property
     def sequence(self) -> int:
@@ -242,6 +243,24 @@ class ContactState:
     # Closed for the bridge (written before the PATCH), but ServiceNow has not confirmed the close yet: the contact
     # stays in the sweeper's index until it has, so a close that keeps failing is retried by the sweeper.
     close_pending: bool = False
+    # The contact's position on the stream: the arrival time (epoch s) of the latest record the bridge wrote the
+    # item for, and its shard. Idleness is measured against the shard's position (how far the bridge has read),
+    # not against the clock, so a bridge that is behind never takes a live call for an idle one.
+    last_arrival: int = 0
+    shard_id: str = ""
 
     def evolve(self, **changes: Any) -> ContactState:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ShardPosition:
+    """How far the bridge has read a shard: the arrival time of the newest record it processed (epoch s), and when
+    (wall clock). Its lag (``read_at - arrival``) is the iterator age then."""
+
+    arrival: int
+    read_at: int
+
+    def now(self, wall_now: float) -> float:
+        """The stream time the bridge is at now, assuming its lag has not changed since it last read."""
+        return wall_now - (self.read_at - self.arrival)

@@ -52,6 +52,8 @@ class ContactPlan:
     duplicates: int  # segments (or lifecycle events) already handled
     utterances: int  # partials, never sent
     max_offset_millis: int
+    last_arrival: int = 0  # the newest record's arrival (epoch s): the contact's position on the stream
+    shard_id: str = ""
     redacted: int = 0  # new messages (transcript turns and notes) that had anything masked
 
     @property
@@ -256,5 +258,7 @@ def plan_contact(
         duplicates=duplicates,
         utterances=utterances,
         max_offset_millis=last_offset,
+        last_arrival=int(max(event.record.arrival_timestamp for event in events)),
+        shard_id=next((e.record.shard_id for e in reversed(events) if e.record.shard_id), ""),
         redacted=redacted,
     )

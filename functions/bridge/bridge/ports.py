@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.models import ContactState, OpenRequest, OutgoingMessage
+from bridge.models import ContactState, OpenRequest, OutgoingMessage, ShardPosition
 
 
 class ServiceNowPort(Protocol):
@@ -48,6 +48,10 @@ class ContactStorePort(Protocol):
     def parked_before(self, keys: Sequence[str]) -> set[str]: ...
 
     def remember_parked(self, keys: Sequence[str], expires_at: int) -> None: ...
+
+    def record_position(self, shard_id: str, position: ShardPosition) -> None: ...
+
+    def positions(self, shard_ids: Sequence[str]) -> dict[str, ShardPosition]: ...
 
 
 class SweepStorePort(ContactStorePort, Protocol):

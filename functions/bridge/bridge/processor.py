@@ -26,11 +26,14 @@ from bridge.errors import (
     ServiceNowError,
     ServiceNowUnavailableError,
 )
-from bridge.events import parse_record
+from bridge.events import parse_record, raw_record
 from bridge.log import logger
-from bridge.models import ContactEvent, ContactState, RejectedRecord
+from bridge.models import ContactEvent, ContactState, RejectedRecord, ShardPosition
 from bridge.ports import ContactStorePort, ParkedItem, ParkingPort
 from bridge.runner import ContactOutcome, ContactRunner, records_of
+
+# How often a container records a shard's read position (a PutItem): the sweeper's idle limit is an hour or more.
+POSITION_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -94,6 +97,7 @@ class BatchProcessor:
         self.sleep = sleep
         # Skip parking a record already parked for the same reason (live redeliveries); redrive turns it off.
         self.park_once = True
+        self._position_written: dict[str, float] = {}  # shard -> when this container last recorded its position
         # Called with every BatchResult (replay's per-contact summary, benchmarks' counters).
         self.observers: list[Callable[[BatchResult], None]] = []
 
@@ -172,12 +176,42 @@ class BatchProcessor:
         if to_park:
             failed.update(self._park(to_park, result))
         result.failed_sequence_numbers = sorted(failed, key=lambda seq: int(seq) if seq.isdigit() else -1)
+        self._record_positions(lambda_records, result)
         if result.failed_sequence_numbers:
             self._confirm(result)
             self._hold_if_outage(result, deadline)
         for observer in self.observers:
             observer(result)
         return result
+
+    def _record_positions(self, lambda_records: Sequence[Any], result: BatchResult) -> None:
+        """How far each shard has been read (the sweeper's clock): the newest arrival among the records this
+        batch is done with, or, when it reports a failure, the arrival of the record Lambda will redeliver from
+        (the bridge is stuck there: a stalled bridge's lag keeps growing in what it records). At most one write per
+        shard per ``POSITION_INTERVAL_S`` per container; a failure to write only makes the sweeper more patient."""
+        lowest = min((int(s) for s in result.failed_sequence_numbers if s.isdigit()), default=None)
+        newest: dict[str, float] = {}
+        stuck: dict[str, float] = {}
+        for lambda_record in lambda_records:
+            record = raw_record(lambda_record)
+            if not record.shard_id:
+                continue
+            if lowest is not None and record.sequence >= lowest:
+                if record.sequence == lowest:
+                    stuck[record.shard_id] = record.arrival_timestamp
+                continue
+            newest[record.shard_id] = max(newest.get(record.shard_id, 0.0), record.arrival_timestamp)
+        newest.update(stuck)
+        now = self.clock()
+        for shard, arrival in newest.items():
+            if arrival <= 0 or now - self._position_written.get(shard, 0.0) < POSITION_INTERVAL_S:
+                continue
+            try:
+                self.store.record_position(shard, ShardPosition(int(arrival), int(now)))
+            except BridgeError as exc:
+                logger.warning("stream position not recorded", step="batch", outcome="skipped", error=str(exc))
+                continue
+            self._position_written[shard] = now
 
     def _confirm(self, result: BatchResult) -> None:
         """Lambda will redeliver everything from the lowest failure on, including records of contacts that went

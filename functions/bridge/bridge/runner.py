@@ -478,6 +478,8 @@ class ContactRunner:
             pending=plan.keep_pending + tuple(PendingEntry(m.id, m.sequence_number) for m in to_send),
             close_sequence_number=plan.close_sequence_number,
             max_offset_millis=max(state.max_offset_millis, plan.max_offset_millis),
+            last_arrival=max(state.last_arrival, plan.last_arrival),
+            shard_id=plan.shard_id or state.shard_id,
             updated_at=now,
             expires_at=now + self.options.contact_ttl_days * 86400,
         )

@@ -15,6 +15,12 @@ must also exceed how long Kinesis keeps retrying a failing batch (``MaximumRetry
 iterator age, or a lagging bridge could still be holding the contact's last records when it is swept: both are
 far below 60 minutes in a healthy deployment, and the parameter has a floor of 10 minutes.
 
+Idle on the stream's clock too: the bridge records, per shard, how far it has read (``stream#<shard>`` items:
+the newest record's arrival and when; a stalled bridge records the record it is stuck on), and each contact item
+keeps its last record's arrival and shard. A contact closes only when it is idle on both clocks, so a bridge that is
+minutes behind (or holding its shard through a ServiceNow outage) never takes a call whose last turns it has not
+read yet for an idle one; this is what lets ``DISCONNECTED`` close early without closing too early.
+
 Finding idle contacts: a sparse GSI (``open-idle``, see ``bridge.adapters.dynamodb``) holds only claimed/open
 contacts, keyed by a small shard and the 5-minute bucket of ``updated_at``; a sweep queries the buckets older than
 the threshold and re-reads the few candidates consistently. No Scan: at 10k concurrent calls the table holds ~100k
@@ -58,7 +64,7 @@ from bridge.errors import (
     ServiceNowRejectedError,
 )
 from bridge.log import logger
-from bridge.models import ContactState, ContactStatus
+from bridge.models import ContactState, ContactStatus, ShardPosition
 from bridge.ports import ServiceNowPort, SweepStorePort
 
 DEFAULT_IDLE_CLOSE_MINUTES = 90  # above the outage the event source mapping's defaults ride out (62 min)
@@ -75,7 +81,23 @@ metrics = Metrics()
 # --- pure selection ------------------------------------------------------------------------------------------------
 
 
-def needs_close(state: ContactState, now: int, idle_seconds: int) -> bool:
+def stream_idle(
+    state: ContactState, now: float, idle_seconds: int, positions: Mapping[str, ShardPosition] | None
+) -> bool:
+    """Idle on the stream's clock: the contact's last record is ``idle_seconds`` behind how far the bridge has read
+    its shard (``ShardPosition.now``: the shard's last read position, aged by the wall clock at the lag it had).
+    A bridge minutes behind is minutes behind for this measure too, so a hang-up it has not read up to yet never
+    looks idle. Unknown (no position recorded, an item from before positions were kept): True, the wall-clock
+    rule alone decides."""
+    position = (positions or {}).get(state.shard_id) if state.shard_id else None
+    if position is None or not state.last_arrival:
+        return True
+    return position.now(now) - state.last_arrival >= idle_seconds
+
+
+def needs_close(
+    state: ContactState, now: int, idle_seconds: int, positions: Mapping[str, ShardPosition] | None = None
+) -> bool:
     """Whether the sweeper should close this contact now (pure).
 
     Open or claimed contacts idle for at least ``idle_seconds``; contacts the bridge closed whose PATCH never got
@@ -86,13 +108,19 @@ def needs_close(state: ContactState, now: int, idle_seconds: int) -> bool:
     if state.status is ContactStatus.CLOSED:
         if state.close_sequence_number == SWEEP_PENDING:
             return True
-        return state.close_pending and now - state.updated_at >= idle_seconds
-    return now - state.updated_at >= idle_seconds
+        if not state.close_pending:
+            return False
+    return now - state.updated_at >= idle_seconds and stream_idle(state, now, idle_seconds, positions)
 
 
-def select_idle(states: Iterable[ContactState], now: int, idle_seconds: int) -> list[ContactState]:
+def select_idle(
+    states: Iterable[ContactState],
+    now: int,
+    idle_seconds: int,
+    positions: Mapping[str, ShardPosition] | None = None,
+) -> list[ContactState]:
     """The contacts to close, oldest activity first (the index is eventually consistent: re-check fresh items)."""
-    chosen = [state for state in states if needs_close(state, now, idle_seconds)]
+    chosen = [state for state in states if needs_close(state, now, idle_seconds, positions)]
     return sorted(chosen, key=lambda state: (state.updated_at, state.contact_id))
 
 
@@ -182,7 +210,9 @@ class Sweeper:
         result = SweepResult()
         if not contact_ids:
             return result
-        chosen = select_idle(self.store.load_many(contact_ids).values(), now, idle_seconds)
+        states = list(self.store.load_many(contact_ids).values())
+        positions = self.store.positions(sorted({s.shard_id for s in states if s.shard_id}))
+        chosen = select_idle(states, now, idle_seconds, positions)
         result.candidates = len(chosen)
         for index, state in enumerate(chosen):
             if self.monotonic() > deadline:

@@ -26,7 +26,7 @@ from bridge.errors import (
     ContactStoreUnavailableError,
     PermanentError,
 )
-from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet, segment_digest
+from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet, ShardPosition, segment_digest
 
 if TYPE_CHECKING:
     from bridge.postcall.record import ContactItem, ImportRecord
@@ -43,6 +43,8 @@ ACTIVITY_BUCKET_SECONDS = 300
 SWEEP_PENDING = "sweeper:pending"
 # Marker items of parked records share the table (their keys can never be a Connect ContactId, a UUID).
 PARKED_PREFIX = "parked#"
+# One item per shard: how far the bridge has read it (the sweeper's clock for idleness, bridge.sweeper).
+POSITION_PREFIX = "stream#"
 SWEPT = "sweeper:closed"
 UNAVAILABLE_CODES = frozenset(
     {
@@ -102,12 +104,14 @@ def to_item(state: ContactState) -> dict[str, Any]:
         "created_at": {"N": str(state.created_at)},
         "updated_at": {"N": str(state.updated_at)},
         "expires_at": {"N": str(state.expires_at)},
+        "last_arrival": {"N": str(state.last_arrival)},
     }
     for name, value in (
         ("instance_id", state.instance_id),
         ("interaction_id", state.interaction_id),
         ("conversation_id", state.conversation_id),
         ("close_seq", state.close_sequence_number),
+        ("shard_id", state.shard_id),
     ):
         if value:
             item[name] = {"S": value}
@@ -155,6 +159,8 @@ def from_item(item: dict[str, Any]) -> ContactState:
         create_not_applied=bool(item.get("create_not_applied", {}).get("BOOL", False)),
         orphan_check=bool(item.get("orphan_check", {}).get("BOOL", False)),
         close_pending=bool(item.get("close_pending", {}).get("BOOL", False)),
+        last_arrival=number("last_arrival"),
+        shard_id=text("shard_id") or "",
     )
 
 
@@ -254,6 +260,37 @@ class DynamoContactStore:
                 self.client.put_item(TableName=self.table, Item=item)
             except Exception as exc:  # noqa: BLE001 - translated below
                 raise translate(exc, self.table, "PutItem (parked marker)") from exc
+
+    def record_position(self, shard_id: str, position: ShardPosition) -> None:
+        """How far the bridge has read a shard (no condition: the newest write wins, and positions only grow within
+        a shard's single reader; a late write of an older one makes the sweeper more patient, never hasty)."""
+        item = {
+            "contact_id": {"S": POSITION_PREFIX + shard_id},
+            "arrival": {"N": str(position.arrival)},
+            "read_at": {"N": str(position.read_at)},
+        }
+        try:
+            # Counted apart from the contacts' writes: at most one per shard per 30 s (processor.POSITION_INTERVAL_S).
+            self.calls["PutItem (position)"] = self.calls.get("PutItem (position)", 0) + 1
+            self.client.put_item(TableName=self.table, Item=item)
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise translate(exc, self.table, "PutItem (stream position)") from exc
+
+    def positions(self, shard_ids: Sequence[str]) -> dict[str, ShardPosition]:
+        """The recorded position of each of these shards (absent: never recorded)."""
+        wanted = [s for s in dict.fromkeys(shard_ids) if s]
+        found: dict[str, ShardPosition] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys = [{"contact_id": {"S": POSITION_PREFIX + shard}} for shard in wanted[start : start + BATCH_GET_LIMIT]]
+            try:
+                self.calls["BatchGetItem"] += 1
+                response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys}})
+            except Exception as exc:  # noqa: BLE001 - translated below
+                raise translate(exc, self.table, "BatchGetItem (stream positions)") from exc
+            for item in response.get("Responses", {}).get(self.table, []):
+                shard = item["contact_id"]["S"].removeprefix(POSITION_PREFIX)
+                found[shard] = ShardPosition(int(item["arrival"]["N"]), int(item["read_at"]["N"]))
+        return found
 
     def idle_contact_ids(self, idle_before: int, limit: int) -> list[str]:
         """Contacts in the open index whose last activity (``updated_at``) is before ``idle_before`` (epoch s).
