@@ -80,7 +80,7 @@ PARAMETER_DEFAULTS: dict[str, tuple[str | int | None, list[str] | None]] = {
     "InboundId": ("", None),
     "ForwardNotes": ("true", ["true", "false"]),
     "RedactContent": ("none", ["none", "pci", "pii"]),
-    "MaxWorkers": (32, None),
+    "MaxWorkers": (64, None),
     "ContactTtlDays": (7, None),
     "LogLevel": ("INFO", None),
     "EnableXRaySdk": ("false", ["true", "false"]),

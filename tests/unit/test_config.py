@@ -240,7 +240,7 @@ def test_defaults() -> None:
         agent_lookup=AgentLookup.DESCRIBE_USER,
         inbound_id="",
         forward_notes=True,
-        max_workers=32,
+        max_workers=64,
         contact_ttl_days=7,
         connect_timeout_s=3.05,
         read_timeout_s=10.0,
@@ -255,7 +255,7 @@ def test_blank_optional_values_fall_back_to_their_defaults() -> None:
     )
     assert loaded.caller_lookup is CallerLookup.DESCRIBE_CONTACT
     assert (loaded.caller_attribute, loaded.fallback_user_id) == ("CallerNumber", "anonymous")
-    assert (loaded.max_workers, loaded.read_timeout_s) == (32, 10.0)
+    assert (loaded.max_workers, loaded.read_timeout_s) == (64, 10.0)
 
 
 def test_region_prefers_aws_region_then_default_region() -> None:

@@ -67,7 +67,7 @@ class Settings:
     inbound_id: str = ""
     forward_notes: bool = True
     redact_content: RedactionMode = RedactionMode.NONE
-    max_workers: int = 32
+    max_workers: int = 64
     contact_ttl_days: int = 7
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
@@ -205,7 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         inbound_id=environ.get("INBOUND_ID", "").strip(),
         forward_notes=_bool(environ, "FORWARD_NOTES", True),
         redact_content=_choice(environ, "REDACT_CONTENT", RedactionMode, RedactionMode.NONE),
-        max_workers=_int(environ, "MAX_WORKERS", 32, 1, 64),
+        max_workers=_int(environ, "MAX_WORKERS", 64, 1, 64),
         contact_ttl_days=_int(environ, "CONTACT_TTL_DAYS", 7, 1, 365),
         connect_timeout_s=_float(environ, "SERVICENOW_CONNECT_TIMEOUT", 3.05),
         read_timeout_s=_float(environ, "SERVICENOW_READ_TIMEOUT", 10.0),
