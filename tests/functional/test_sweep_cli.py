@@ -89,7 +89,8 @@ def test_without_idle_minutes_the_functions_idle_rule_applies(
     monkeypatch.setenv("IDLE_CLOSE_MINUTES", "30")
     open_call(stack, "c-quiet")
     open_call(stack, "c-talking")
-    age(stack, "c-quiet", 31 * 60)
+    # 36: past 30 by more than one 5-minute activity bucket (the index query takes whole buckets only)
+    age(stack, "c-quiet", 36 * 60)
     age(stack, "c-talking", 29 * 60)
 
     status, out = sweep(capsys)
@@ -141,6 +142,19 @@ def test_a_refused_close_exits_1_and_the_contact_waits_for_the_next_sweep(
     assert out[0].split() == ["c-refused", interaction_id, "closed"]
     assert stack.interactions("c-refused")[0]["state"] == "closed_complete"
     assert state(stack, "c-refused").close_sequence_number == SWEPT
+
+
+def test_max_contacts_bounds_one_run_and_says_so(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    open_call(stack, "c-one")
+    open_call(stack, "c-two")
+
+    status, out = sweep(capsys, "--idle-minutes", "0", "--max-contacts", "1")
+
+    assert status == 0
+    assert len(out) == 3 and out[-1] == "stopped at --max-contacts 1: run sweep again for the rest"
+    status, out = sweep(capsys, "--idle-minutes", "0")
+    assert (status, len(out)) == (0, 2)  # the other one, and the summary
+    assert {stack.interactions(c)[0]["state"] for c in ("c-one", "c-two")} == {"closed_complete"}
 
 
 def test_the_sweeper_publishes_the_contacts_it_left_open(
