@@ -144,6 +144,22 @@ def test_a_refused_close_exits_1_and_the_contact_waits_for_the_next_sweep(
     assert state(stack, "c-refused").close_sequence_number == SWEPT
 
 
+def test_a_close_refused_for_good_exits_1_once_and_is_not_retried(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    interaction_id = open_call(stack, "c-gone")
+    stack.emulator.add_fault_rules([{**REFUSE_CLOSE[0], "status": 404}])
+
+    status, out = sweep(capsys, "--idle-minutes", "0")
+
+    assert status == 1
+    assert out[0].split() == ["c-gone", interaction_id, "error", "(ServiceNowRejectedError)"]
+    assert state(stack, "c-gone").close_sequence_number == SWEPT  # retrying cannot help: out of the index
+    stack.emulator.clear_faults()
+    status, out = sweep(capsys, "--idle-minutes", "0")
+    assert (status, len(out)) == (0, 1)  # only the summary: nothing left to sweep
+
+
 def test_max_contacts_bounds_one_run_and_says_so(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     open_call(stack, "c-one")
     open_call(stack, "c-two")

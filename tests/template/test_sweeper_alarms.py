@@ -72,8 +72,37 @@ def test_each_sweeper_alarm_notifies_only_with_a_topic_and_is_on_the_dashboard_a
     actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     assert properties["AlarmActions"] == properties["OKActions"] == actions
     assert properties["TreatMissingData"] == "notBreaching"
-    assert properties["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-sweeper-")
+    suffix = {"SweeperErrorsAlarm": "sweeper-errors", "SweeperLeftOpenAlarm": "sweeper-left-open"}[name]
+    assert properties["AlarmName"] == {"Fn::Sub": f"${{AWS::StackName}}-{suffix}"}
+    assert properties["Period"] == 300
     (dashboard,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     assert f'"${{{name}.Arn}}"' in dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
     _, refs = template["Outputs"]["AlarmNames"]["Value"]["Fn::Join"]
     assert {"Ref": name} in refs
+
+
+def test_left_open_counts_the_errors_and_the_contacts_deferred_to_the_next_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sweeper's own publishing, its EMF document read back (no sockets: the result is built by hand)."""
+    import json
+
+    from bridge import sweeper
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setattr(sweeper.metrics, "namespace", "voicebridge")
+    result = sweeper.SweepResult(
+        candidates=5,
+        outcomes=[
+            sweeper.SweepOutcome("c-1", "closed", "i-1"),
+            sweeper.SweepOutcome("c-2", "error", "i-2", error_class="ServiceNowUnavailableError"),
+            sweeper.SweepOutcome("c-3", "conflict", "i-3"),  # the bridge wrote it: active, not left open
+        ],
+        deferred=2,
+    )
+    capsys.readouterr()
+    sweeper._publish(result)
+    sweeper.metrics.flush_metrics()
+    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert document["SweepLeftOpen"] == [3.0]
+    assert (document["SweepErrors"], document["InteractionsSwept"]) == ([1.0], [1.0])
