@@ -91,7 +91,7 @@ def _get(url: str, path: str, **params: str) -> Any:
     return response.json()
 
 
-def backlog(calls: int, segments: int, workers: int = 32, adaptive: bool = True) -> NodeFigures:
+def backlog(calls: int, segments: int, workers: int = 64, adaptive: bool = True) -> NodeFigures:
     """Whole calls already on the shard, through the real handler (``loadgen.harness``: moto-free, DynamoDB 5 ms
     per call) and the shard's redelivery semantics (``ShardDriver``); the node in its own process, as ServiceNow is
     remote (its HTTP server does not compete with the handler for this interpreter's CPU)."""
@@ -129,3 +129,83 @@ def backlog(calls: int, segments: int, workers: int = 32, adaptive: bool = True)
         expected,
         len(stored["result"]),
     )
+
+
+def node_arguments() -> list[str]:
+    return ["--semaphores", str(SEMAPHORES), "--queue-depth", str(QUEUE_DEPTH), "--latency-ms", str(LATENCY_MS)]
+
+
+def realtime(
+    url: str,
+    calls: int,
+    seconds: float,
+    naive: bool = False,
+    lead_s: float = 0.5,
+    workers: int = 64,
+    poll_interval_s: float = 0.0,
+) -> tuple[Any, dict[str, Any]]:
+    """One real-time lag run (``loadgen.run_realtime``, batch 100, window 0) against the emulator at ``url``: the
+    bridge at its defaults, or the naive bridge (records one by one, one request per segment) on the same clients.
+    Returns the LoadResult and the emulator's stats for the measured window (the warm-up's are reset)."""
+    import requests
+
+    from benchmarks import loadgen
+    from benchmarks.naive import NaiveBridge
+    from benchmarks.workload import steady
+
+    warm, window = steady(calls, seconds)
+    with loadgen.harness(workers, LATENCY_MS, url=url, aws="wire") as subject:
+        loadgen.warm_up(subject, warm)
+        if naive:
+            from bridge import factory
+
+            bridge = NaiveBridge(factory.get_bridge().servicenow, subject.store)
+
+            def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:
+                bridge.process(records)
+                return {"batchItemFailures": []}
+
+            subject.invoke = invoke  # type: ignore[method-assign]
+        requests.post(f"{url}/__emulator/reset", auth=("admin", "admin"), timeout=10).raise_for_status()
+        result = loadgen.run_realtime(subject, window, 100, 0.0, lead_s, poll_interval_s)
+        stats: dict[str, Any] = _get(url, "/__emulator/stats")
+    result.aws = "wire"
+    return result, stats
+
+
+def message_posts(stats: dict[str, Any]) -> int:
+    return sum(n for route, n in stats["by_route"].items() if route.startswith("POST") and route.endswith("/messages"))
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The most calls whose lag p99 stayed within ``LAG_GOAL_S`` on the ladder (0: not even the first step), and
+    whether the ladder's top step still passed (then the figure is a lower bound)."""
+
+    calls: int
+    at_top: bool
+    runs: tuple[str, ...]
+
+
+LAG_GOAL_S = 2.0
+
+
+def calls_carried(url: str, steps: tuple[int, ...], seconds: float, naive: bool, lead_s: float) -> Carried:
+    """Walk up ``steps`` until the lag p99 passes ``LAG_GOAL_S`` (each step one real-time run against the node)."""
+    import math
+
+    carried = 0
+    runs: list[str] = []
+    for calls in steps:
+        result, stats = realtime(url, calls, seconds, naive=naive, lead_s=lead_s)
+        capacity = stats.get("capacity", {})
+        runs.append(
+            ("naive " if naive else "")
+            + result.summary()
+            + f"; node worked {capacity.get('worked')} refused {capacity.get('refused')}"
+        )
+        p99 = result.lag(0.99)
+        if math.isnan(p99) or p99 > LAG_GOAL_S:
+            return Carried(carried, False, tuple(runs))
+        carried = calls
+    return Carried(carried, True, tuple(runs))

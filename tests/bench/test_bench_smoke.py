@@ -20,9 +20,14 @@ EXPECTED_ROWS = {
     "ServiceNow requests / 100-record batch": 2,  # realistic, dense
     "DynamoDB calls / batch": 1,
     "handler CPU / transcript": 4,  # {5, 50} calls x {fakes, real clients on a stubbed wire}
-    "segments/s, one instance": 4,  # backlog: moto, wire, large x {default, 64 workers}
-    "segment lag p50/p99": 5,  # {moderate, large} x {moto, wire}, plus large at 64 workers
+    "segments/s, one instance": 3,  # backlog: moderate x {moto, wire}, large at batch 500 (64 workers: the default)
+    "segment lag p50/p99": 4,  # {moderate, large} x {moto, wire}
     "backlog of ": 1,  # through a one-transaction-per-session ServiceNow (issue 9)
+    "full ServiceNow node": 1,  # issue 13: a backlog through a full node, adaptive limit vs gate only
+    "calls carried by one ServiceNow node": 1,  # ours vs naive at p99 lag <= 2 s
+    "ServiceNow requests per transcript at equal load": 1,
+    "transcripts per POST /messages as ServiceNow slows": 1,
+    "segment lag with enhanced fan-out": 1,
     "cold import": 1,
     "emulator POST /messages": 1,
 }
@@ -55,7 +60,8 @@ def test_the_bench_smoke_produces_every_row(tmp_path: Path) -> None:
         assert measured and goal and verdict in VERDICTS, figure
         assert "nan" not in measured, f"{figure}: no sample at smoke size ({measured})"
     # the steps after the table: every load run's summary, the profiles (the smoke run always profiles), the file
-    assert finished.stdout.count("\n  backlog calls=") == 4 and finished.stdout.count("\n  realtime calls=") == 5
+    assert finished.stdout.count("\n  backlog calls=") == 3 and finished.stdout.count("\n  realtime calls=") == 4
+    assert finished.stdout.count("\n  node adaptive:") == 1 and finished.stdout.count("\n  node gate only:") == 1
     assert finished.stdout.count("CPU by component (tottime") == 3
     assert finished.stdout.rstrip().splitlines()[-1].startswith("total ")
     saved = results.read_text()
