@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bridge.errors import ContactConflictError
 from bridge.models import ContactState, ContactStatus, OpenRequest, OutgoingMessage, ShardPosition
-from bridge.ports import ContactDetails, ParkedItem
+from bridge.ports import AssociatedContact, ContactDetails, ParkedItem
 
 
 @dataclass
@@ -186,18 +186,33 @@ class FakeConnect:
         attributes: Mapping[str, str] | None = None,
         usernames: Mapping[str, str] | None = None,
         error: Exception | None = None,
+        contacts: Mapping[str, ContactDetails] | None = None,
     ) -> None:
         self.details = details or ContactDetails()
         self.attributes = dict(attributes or {})
         self.usernames = dict(usernames or {})
         self.error = error
         self.calls: list[str] = []
+        # Per contact (a transferred call's legs); a contact not in it answers ``details``.
+        self.contacts = dict(contacts or {})
 
     def describe_contact(self, instance_id: str, contact_id: str) -> ContactDetails:
         self.calls.append("DescribeContact")
         if self.error:
             raise self.error
-        return self.details
+        return self.contacts.get(contact_id, self.details)
+
+    def associated_contacts(self, instance_id: str, contact_id: str) -> list[AssociatedContact]:
+        """Derived from ``contacts`` as Connect derives it: every contact with the same initial contact."""
+        self.calls.append("ListAssociatedContacts")
+        if self.error:
+            raise self.error
+        root = self.contacts.get(contact_id, self.details).initial_contact_id or contact_id
+        return [
+            AssociatedContact(cid, d.initiation_method, d.initiated_at, d.disconnected_at)
+            for cid, d in self.contacts.items()
+            if (d.initial_contact_id or cid) == root
+        ]
 
     def contact_attributes(self, instance_id: str, contact_id: str) -> Mapping[str, str]:
         self.calls.append("GetContactAttributes")

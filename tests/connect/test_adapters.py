@@ -34,8 +34,23 @@ def adapter(connect: RunningConnect, max_attempts: int = 1) -> ConnectDirectoryC
 def test_describe_contact_gives_caller_agent_and_recording(connect: RunningConnect) -> None:
     details = adapter(connect).describe_contact(INSTANCE, LEG1)
 
-    assert details == ContactDetails("+12025550147", AGENT1, "bucket/connect/example/leg1.wav")
-    assert adapter(connect).describe_contact(INSTANCE, OTHER_CALL) == ContactDetails()
+    assert (details.customer_number, details.agent_id, details.recording_location) == (
+        "+12025550147",
+        AGENT1,
+        "bucket/connect/example/leg1.wav",
+    )
+    # The call's shape, for transfers (bridge.legs): the chain, how the leg began, and when things happened.
+    assert details.initiation_method == "INBOUND" and details.initial_contact_id in (None, LEG1)
+    assert details.initiated_at and details.agent_connected_at and details.agent_connected_at >= details.initiated_at
+    other = adapter(connect).describe_contact(INSTANCE, OTHER_CALL)
+    assert (other.customer_number, other.agent_id, other.recording_location) == (None, None, None)
+
+
+def test_describe_contact_of_a_transfer_leg_names_its_call(connect: RunningConnect) -> None:
+    leg = adapter(connect).describe_contact(INSTANCE, LEG2)
+    assert leg.initial_contact_id == LEG1 and leg.initiation_method == "TRANSFER"
+    associated = adapter(connect).associated_contacts(INSTANCE, LEG1)
+    assert {c.contact_id for c in associated} >= {LEG1, LEG2}
 
 
 def test_agent_username_and_attributes(connect: RunningConnect) -> None:

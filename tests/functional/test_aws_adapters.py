@@ -453,7 +453,7 @@ def test_describe_contact_reads_customer_agent_and_recording(connect: tuple[Conn
         {"InstanceId": INSTANCE, "ContactId": "c-1"},
     )
     assert directory.describe_contact(INSTANCE, "c-1") == ContactDetails(
-        "+14155550100", "agent-1", "connect-bucket/recordings/c-1.wav"
+        "+14155550100", "agent-1", "connect-bucket/recordings/c-1.wav", initial_contact_id="c-1"
     )
 
 
@@ -463,7 +463,7 @@ def test_describe_contact_of_a_young_or_anonymous_contact(connect: tuple[Connect
     stubber.add_response(
         "describe_contact", describe({"CustomerEndpoint": {"Type": "VOIP", "Address": "sip:someone@example.com"}})
     )
-    assert directory.describe_contact(INSTANCE, "c-1") == ContactDetails()
+    assert directory.describe_contact(INSTANCE, "c-1") == ContactDetails(initial_contact_id="c-1")
     assert directory.describe_contact(INSTANCE, "c-1").customer_number is None  # only phone numbers are callers
 
 
@@ -510,3 +510,19 @@ def test_other_connect_errors_are_lookup_errors(connect: tuple[ConnectDirectoryC
     with pytest.raises(ConnectLookupError, match=code) as caught:
         directory.describe_contact(INSTANCE, "c-1")
     assert not isinstance(caught.value, ConnectThrottledError)
+
+
+def test_associated_contacts_follow_next_tokens(connect: tuple[ConnectDirectoryClient, Stubber]) -> None:
+    directory, stubber = connect
+    stubber.add_response(
+        "list_associated_contacts",
+        {"ContactSummaryList": [{"ContactId": "c-1", "InitiationMethod": "INBOUND"}], "NextToken": "t"},
+        {"InstanceId": INSTANCE, "ContactId": "c-1", "MaxResults": 100},
+    )
+    stubber.add_response(
+        "list_associated_contacts",
+        {"ContactSummaryList": [{"ContactId": "c-2", "InitiationMethod": "TRANSFER"}]},
+        {"InstanceId": INSTANCE, "ContactId": "c-1", "MaxResults": 100, "NextToken": "t"},
+    )
+    legs = directory.associated_contacts(INSTANCE, "c-1")
+    assert [(leg.contact_id, leg.initiation_method) for leg in legs] == [("c-1", "INBOUND"), ("c-2", "TRANSFER")]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from bridge.config import AgentIdFormat, AgentLookup, CallerLookup, Settings
 from bridge.errors import ConnectLookupError, RetryableError
 from bridge.log import logger
 from bridge.models import OpenRequest
-from bridge.ports import ConnectPort, ContactDetails
+from bridge.ports import AssociatedContact, ConnectPort, ContactDetails
 
 T = TypeVar("T")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -45,17 +45,56 @@ class ContactDirectory:
     settings: Settings
     connect: ConnectPort
 
-    def open_request(self, instance_id: str, contact_id: str) -> tuple[OpenRequest, list[str]]:
-        """The ``POST /cs/voice-interactions`` body, plus the names of lookups that fell back (for metrics)."""
+    @property
+    def knows_calls(self) -> bool:
+        """Whether Amazon Connect is asked at all (a deployment with lookups on): only then can transfer legs be
+        recognised (bridge.legs); without it every leg is its own call, as before."""
+        return (
+            self.settings.caller_lookup is not CallerLookup.NONE or self.settings.agent_lookup is not AgentLookup.NONE
+        )
+
+    def describe(self, instance_id: str, contact_id: str, fallbacks: list[str]) -> ContactDetails:
+        """DescribeContact with the directory's fallback (empty details, the operation noted in ``fallbacks``)."""
+        if not instance_id:
+            return ContactDetails()
+        return self._lookup(
+            "DescribeContact", fallbacks, ContactDetails(), self.connect.describe_contact, instance_id, contact_id
+        )
+
+    def associated(self, instance_id: str, contact_id: str, fallbacks: list[str]) -> list[AssociatedContact]:
+        """The call's contacts (ListAssociatedContacts); on a lookup failure none (a single-leg call, counted)."""
+        if not instance_id:
+            return []
+        empty: list[AssociatedContact] = []
+        return self._lookup(
+            "ListAssociatedContacts", fallbacks, empty, self.connect.associated_contacts, instance_id, contact_id
+        )
+
+    def agent_name(self, instance_id: str, agent_id: str | None) -> str | None:
+        """The agent's Connect username (for the transfer note), or None."""
+        if not agent_id or not instance_id or self.settings.agent_lookup is AgentLookup.NONE:
+            return None
+        return self._lookup("DescribeUser", [], None, self.connect.agent_username, instance_id, agent_id)
+
+    def open_request(
+        self,
+        instance_id: str,
+        contact_id: str,
+        details: ContactDetails | None = None,
+        agent_details: ContactDetails | None = None,
+    ) -> tuple[OpenRequest, list[str]]:
+        """The ``POST /cs/voice-interactions`` body, plus the names of lookups that fell back (for metrics).
+
+        ``details``: the contact's DescribeContact answer when the caller has it already (a transfer's root);
+        ``agent_details``: where the agent comes from when it is another leg's (the first leg with an agent)."""
         fallbacks: list[str] = []
-        details = ContactDetails()
         needs_describe = self.settings.caller_lookup is CallerLookup.DESCRIBE_CONTACT or (
             self.settings.agent_lookup is AgentLookup.DESCRIBE_USER
         )
-        if needs_describe and instance_id:
-            details = self._lookup(
-                "DescribeContact", fallbacks, ContactDetails(), self.connect.describe_contact, instance_id, contact_id
-            )
+        if details is None:
+            details = self.describe(instance_id, contact_id, fallbacks) if needs_describe else ContactDetails()
+        if agent_details is not None and not details.agent_id:
+            details = replace(details, agent_id=agent_details.agent_id)
         attributes: Mapping[str, str] | None = None
 
         def contact_attributes() -> Mapping[str, str]:  # one GetContactAttributes for the caller and the agent

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.config import AgentLookup, CallerLookup, Settings, load_settings
 from bridge.errors import ConfigurationError
-from bridge.ports import ConnectPort, ContactDetails, ParkedItem
+from bridge.ports import AssociatedContact, ConnectPort, ContactDetails, ParkedItem
 from bridge.processor import BatchProcessor, BatchResult
 
 # Client-side parameter validation off for DynamoDB only: see build_bridge (benchmarks reuse this).
@@ -53,6 +53,9 @@ class _NoConnect:
     def agent_username(self, instance_id: str, agent_id: str) -> str | None:
         return None
 
+    def associated_contacts(self, instance_id: str, contact_id: str) -> list[AssociatedContact]:
+        return []
+
 
 class _LazyConnect:
     """Creates the Connect client on the first lookup (its model costs ~50-100 ms to load)."""
@@ -81,6 +84,10 @@ class _LazyConnect:
 
     def agent_username(self, instance_id: str, agent_id: str) -> str | None:
         result: str | None = self._real().agent_username(instance_id, agent_id)
+        return result
+
+    def associated_contacts(self, instance_id: str, contact_id: str) -> list[AssociatedContact]:
+        result: list[AssociatedContact] = self._real().associated_contacts(instance_id, contact_id)
         return result
 
 

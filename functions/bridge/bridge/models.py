@@ -168,6 +168,7 @@ class ContactStatus(StrEnum):
     CLAIMED = "claimed"  # claimed before creating the interaction; may or may not exist in ServiceNow yet
     OPEN = "open"
     CLOSED = "closed"  # written before PATCH state; a redelivered closing record re-sends the (idempotent) PATCH
+    IGNORED = "ignored"  # a MONITOR contact (a supervisor listening in): never opens or touches an interaction
 
 
 def segment_digest(segment_id: str) -> int:
@@ -248,6 +249,12 @@ class ContactState:
     # not against the clock, so a bridge that is behind never takes a live call for an idle one.
     last_arrival: int = 0
     shard_id: str = ""
+    # Transfers (bridge.legs): the call's root contact when this contact is a later leg ("" = its own root), the
+    # shift onto the call's timeline, its leg number, and its anchor (epoch ms; the root's is the call's).
+    root_contact_id: str = ""
+    offset_shift_ms: int = 0
+    leg_number: int = 1
+    anchor_ms: int = 0
 
     def evolve(self, **changes: Any) -> ContactState:
         return replace(self, **changes)

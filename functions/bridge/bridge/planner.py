@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge.models import (
     ContactEvent,
@@ -32,6 +32,26 @@ from bridge.redaction import RedactionMode, Redactor, redactor_for
 class PlanOptions:
     forward_notes: bool = True
     redaction: RedactionMode = RedactionMode.NONE  # what to mask in content and notes before it is sent
+
+
+@dataclass(frozen=True)
+class LegPlan:
+    """A transfer leg's place on its call's timeline (bridge.legs): what its offsets move by, how its notes name it,
+    and the notes that open it (the transfer note), sent once like any message."""
+
+    shift_ms: int = 0
+    label: str = ""
+    opening_notes: tuple[OutgoingMessage, ...] = ()
+
+
+def _on_timeline(message: OutgoingMessage, leg: LegPlan | None) -> OutgoingMessage:
+    if leg is None or not leg.shift_ms:
+        return message
+    return replace(
+        message,
+        begin_offset_millis=message.begin_offset_millis + leg.shift_ms,
+        end_offset_millis=message.end_offset_millis + leg.shift_ms,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,16 +145,17 @@ def _masked(text: str, redactor: Redactor | None) -> tuple[str, bool]:
 
 
 def _note_messages(
-    event: ContactEvent, last_offset: int, redactor: Redactor | None
+    event: ContactEvent, last_offset: int, redactor: Redactor | None, label: str = "", shift: int = 0
 ) -> list[tuple[OutgoingMessage, bool]]:
+    """``last_offset`` is on the call's timeline already; category points are the leg's own: moved by ``shift``."""
     notes: list[tuple[OutgoingMessage, bool]] = []
     seq = event.record.sequence_number
     for categories in event.categories:
         if not categories.matched:
             continue
-        text, redacted = _masked("Contact Lens categories matched: " + ", ".join(categories.matched), redactor)
+        text, redacted = _masked(label + "Contact Lens categories matched: " + ", ".join(categories.matched), redactor)
         begin, end = (
-            (min(p[1] for p in categories.points), min(p[2] for p in categories.points))
+            (min(p[1] for p in categories.points) + shift, min(p[2] for p in categories.points) + shift)
             if (categories.points)
             else (last_offset, last_offset)
         )
@@ -152,9 +173,9 @@ def _note_messages(
         notes.append((note, redacted))
     for summary in event.summaries:
         if summary.status == "FAILED" or not summary.content.strip():
-            text = f"Contact Lens post-contact summary failed ({summary.failure_code or 'no reason given'})"
+            text = f"{label}Contact Lens post-contact summary failed ({summary.failure_code or 'no reason given'})"
         else:
-            text = "Post-contact summary: " + summary.content
+            text = label + "Post-contact summary: " + summary.content
         text, redacted = _masked(text, redactor)
         note = OutgoingMessage(
             id=_note_id(event.contact_id, "summary", text),
@@ -172,12 +193,18 @@ def _note_messages(
 
 
 def plan_contact(
-    events: Sequence[ContactEvent], state: ContactState | None, options: PlanOptions = PlanOptions()
+    events: Sequence[ContactEvent],
+    state: ContactState | None,
+    options: PlanOptions = PlanOptions(),
+    leg: LegPlan | None = None,
 ) -> ContactPlan:
-    """Plan one contact's batch. ``events`` are in stream order and all share one ContactId."""
+    """Plan one contact's batch. ``events`` are in stream order and all share one ContactId. ``leg``: a transfer
+    leg's shift and label (None, or a zero shift: offsets as given)."""
     if not events:
         raise ValueError("plan_contact needs at least one event")
     contact_id = events[0].contact_id
+    if state is not None and state.status is ContactStatus.IGNORED:
+        return _ignored(events, state)
     batch_sequences = {event.record.sequence for event in events}
     oldest_in_batch = min(batch_sequences)
 
@@ -203,13 +230,24 @@ def plan_contact(
     redactor = None if options.redaction is RedactionMode.NONE else redactor_for(options.redaction)
     redacted = 0
 
+    label = f"{leg.label[:1].upper()}{leg.label[1:]}: " if leg is not None and leg.label else ""
+    for note in leg.opening_notes if leg is not None else ():
+        if note.id not in seen and (state is None or note.id not in state.sent):
+            seen.add(note.id)
+            messages.append(note)
     for event in events:
         utterances += event.utterances
-        candidates = [_transcript_message(t, event.record.sequence_number, redactor) for t in event.transcripts]
+        candidates = [
+            (_on_timeline(message, leg), masked)
+            for message, masked in (
+                _transcript_message(t, event.record.sequence_number, redactor) for t in event.transcripts
+            )
+        ]
         for candidate, _ in candidates:
             last_offset = max(last_offset, candidate.end_offset_millis)
         if options.forward_notes:
-            candidates.extend(_note_messages(event, last_offset, redactor))
+            shift = leg.shift_ms if leg is not None else 0
+            candidates.extend(_note_messages(event, last_offset, redactor, label, shift))
         new_after_close = False
         for message, masked in candidates:
             if message.id in seen:
@@ -261,4 +299,24 @@ def plan_contact(
         last_arrival=int(max(event.record.arrival_timestamp for event in events)),
         shard_id=next((e.record.shard_id for e in reversed(events) if e.record.shard_id), ""),
         redacted=redacted,
+    )
+
+
+def _ignored(events: Sequence[ContactEvent], state: ContactState) -> ContactPlan:
+    """A MONITOR contact: nothing of it is sent, opened or closed (every segment counts as skipped)."""
+    return ContactPlan(
+        contact_id=state.contact_id,
+        instance_id=state.instance_id,
+        first_sequence_number=events[0].record.sequence_number,
+        open=False,
+        messages=(),
+        unconfirmed=(),
+        keep_pending=(),
+        close=False,
+        reclose=False,
+        close_sequence_number=state.close_sequence_number,
+        after_close=(),
+        duplicates=sum(len(e.transcripts) + len(e.categories) + len(e.summaries) for e in events),
+        utterances=sum(e.utterances for e in events),
+        max_offset_millis=state.max_offset_millis,
     )

@@ -67,6 +67,22 @@ class ContactDetails:
     customer_number: str | None = None
     agent_id: str | None = None
     recording_location: str | None = None
+    # The call's shape (bridge.legs): which chain the contact belongs to and when things happened (epoch s).
+    initial_contact_id: str | None = None
+    initiation_method: str | None = None
+    initiated_at: float | None = None
+    agent_connected_at: float | None = None
+    disconnected_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AssociatedContact:
+    """One contact of a call's tree (ListAssociatedContacts)."""
+
+    contact_id: str
+    initiation_method: str | None = None
+    initiated_at: float | None = None
+    disconnected_at: float | None = None
 
 
 class ConnectPort(Protocol):
@@ -77,6 +93,8 @@ class ConnectPort(Protocol):
     def contact_attributes(self, instance_id: str, contact_id: str) -> Mapping[str, str]: ...
 
     def agent_username(self, instance_id: str, agent_id: str) -> str | None: ...
+
+    def associated_contacts(self, instance_id: str, contact_id: str) -> list[AssociatedContact]: ...
 
 
 @dataclass(frozen=True)

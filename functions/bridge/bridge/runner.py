@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from bridge.errors import (
     SettleIncompleteError,
     TimeBudgetExceededError,
 )
+from bridge.legs import Leg, anchor_ms, call_may_close, leg_number, root_of, shift_ms
 from bridge.log import logger
 from bridge.models import (
     ContactEvent,
@@ -35,8 +36,8 @@ from bridge.models import (
     OutgoingMessage,
     PendingEntry,
 )
-from bridge.planner import ContactPlan, PlanOptions, plan_contact
-from bridge.ports import ContactStorePort, ParkedItem, ServiceNowPort
+from bridge.planner import ContactPlan, LegPlan, PlanOptions, plan_contact
+from bridge.ports import AssociatedContact, ContactDetails, ContactStorePort, ParkedItem, ServiceNowPort
 from bridge.redaction import RedactionMode
 
 # ServiceNow rejects bodies over 10 MB; stay far below, and keep one request per contact per batch in practice
@@ -65,6 +66,7 @@ class ContactOutcome:
     possible_duplicates: int = 0  # re-sent without being able to read back (Table API read forbidden or filtered)
     possible_orphans: int = 0  # interactions created while an earlier attempt's create could not be ruled out
     orphans_closed: int = 0  # other open interactions of the contact found and closed at close
+    close_waiting: bool = False  # a leg ended while another leg of its call is live: the call stays open
     duplicates: int = 0
     utterances: int = 0
     closed: bool = False
@@ -120,6 +122,17 @@ def chunk_messages(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMes
     if current:
         chunks.append(current)
     return chunks
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """Where a first-seen contact sits in its call (ContactRunner._place)."""
+
+    leg: Leg
+    details: ContactDetails
+    plan: LegPlan | None = None
+    root_state: ContactState | None = None
+    root_anchor: int = 0
 
 
 def records_of(events: Sequence[ContactEvent]) -> tuple[dict[str, object], ...]:
@@ -191,11 +204,25 @@ class ContactRunner:
     ) -> ContactOutcome:
         """Run one contact's batch. ``outcome``: the value to count into, so that what happened before a failure
         (a possible duplicate, an orphan) is still counted when the caller catches it."""
-        plan = plan_contact(
-            events, state, PlanOptions(forward_notes=self.options.forward_notes, redaction=self.options.redaction)
-        )
         if outcome is None:
-            outcome = ContactOutcome(contact_id=plan.contact_id, first_sequence_number=plan.first_sequence_number)
+            outcome = ContactOutcome(
+                contact_id=events[0].contact_id, first_sequence_number=events[0].record.sequence_number
+            )
+        placed: _Placed | None = None
+        leg_plan: LegPlan | None = None
+        if state is None and self.directory.knows_calls and events[0].instance_id:
+            placed = self._place(events, outcome)
+            if placed.leg.ignored:
+                return self._ignore(events, outcome)
+            leg_plan = placed.plan
+        elif state is not None and state.root_contact_id:
+            leg_plan = LegPlan(shift_ms=state.offset_shift_ms, label=f"leg {state.leg_number}")
+        plan = plan_contact(
+            events,
+            state,
+            PlanOptions(forward_notes=self.options.forward_notes, redaction=self.options.redaction),
+            leg_plan,
+        )
         outcome.interaction_id = state.interaction_id if state else None
         outcome.duplicates = plan.duplicates
         outcome.utterances = plan.utterances
@@ -219,7 +246,12 @@ class ContactRunner:
             return outcome
 
         late_join = not any(event.event_type is EventType.STARTED for event in events)
-        state = self._ensure_open(plan, state, outcome, deadline, late_join)
+        if placed is not None and not placed.leg.is_root and plan.open:
+            state = self._join_call(plan, placed, outcome, deadline)
+        else:
+            state = self._ensure_open(plan, state, outcome, deadline, late_join, placed.details if placed else None)
+            if placed is not None and not state.anchor_ms:
+                state = state.evolve(anchor_ms=placed.leg.anchor_ms)  # the call's anchor, saved by the pre-write
         to_send = self._reconcile(plan, state, outcome, deadline) + list(plan.messages)
         saved = self._pre_write(plan, state, to_send, outcome)
         started = events[0].record.arrival_timestamp or self.clock()
@@ -229,6 +261,100 @@ class ContactRunner:
         if plan.close or plan.reclose:
             self._close(plan, saved, outcome, deadline)
         return outcome
+
+    # -- the call's legs (bridge.legs) ---------------------------------------------------------------------------
+
+    def _place(self, events: Sequence[ContactEvent], outcome: ContactOutcome) -> _Placed:
+        """A contact seen for the first time: which call it belongs to, and (a later leg) where on its timeline.
+        One DescribeContact (reused for the create's caller and agent); a later leg adds ListAssociatedContacts, the
+        root's item, and the root's DescribeContact when the root has not recorded its anchor yet."""
+        first = events[0]
+        instance, contact = first.instance_id, first.contact_id
+        details = self.directory.describe(instance, contact, outcome.lookup_fallbacks)
+        root = root_of(contact, details)
+        arrival = first.record.arrival_timestamp or None
+        leg = Leg(contact, root, details.initiation_method, anchor_ms(details, arrival))
+        if leg.ignored or leg.is_root:
+            return _Placed(leg, details)
+        associated = self.directory.associated(instance, root, outcome.lookup_fallbacks)
+        leg = replace(leg, number=leg_number(contact, associated))
+        root_state = self.store.load_many([root]).get(root)
+        root_anchor = root_state.anchor_ms if root_state and root_state.anchor_ms else 0
+        if not root_anchor:
+            root_anchor = anchor_ms(self.directory.describe(instance, root, outcome.lookup_fallbacks))
+        shift = shift_ms(leg.anchor_ms, root_anchor)
+        agent = self.directory.agent_name(instance, details.agent_id)
+        text = f"Transferred to {agent or 'the next leg'} \u2014 {details.initiation_method or 'TRANSFER'}"
+        note = OutgoingMessage(
+            id=f"voicebridge-transfer-{contact}",
+            content=text,
+            participant="AGENT",
+            begin_offset_millis=shift,
+            end_offset_millis=shift,
+            sentiment=None,
+            internal=True,
+            sequence_number=first.record.sequence_number,
+            attributes=(("noteType", "transfer"), ("leg", str(leg.number)), ("legContactId", contact)),
+        )
+        plan = LegPlan(shift_ms=shift, label=leg.label, opening_notes=(note,))
+        logger.info("transfer leg joins its call", step="open", outcome="leg", leg=leg.number, root_contact_id=root)
+        return _Placed(leg, details, plan, root_state, root_anchor)
+
+    def _ignore(self, events: Sequence[ContactEvent], outcome: ContactOutcome) -> ContactOutcome:
+        """A MONITOR contact: remembered as ignored (one write, so it is never looked up again), nothing sent."""
+        first = events[0]
+        now = int(self.clock())
+        claimed = self.store.claim(first.contact_id, first.instance_id, now)
+        self.store.save(
+            claimed.evolve(status=ContactStatus.IGNORED, expires_at=now + self.options.contact_ttl_days * 86400),
+            expected_version=claimed.version,
+        )
+        outcome.state_writes += 2
+        outcome.duplicates += sum(len(e.transcripts) for e in events)
+        logger.info("monitor contact ignored", step="plan", outcome="ignored")
+        return outcome
+
+    def _join_call(self, plan: ContactPlan, placed: _Placed, outcome: ContactOutcome, deadline: float) -> ContactState:
+        """A later leg: the call's interaction is the root's. If the root has none yet (this leg's STARTED came
+        first), this leg opens it under the root's item, with the root's caller and the first agent there is."""
+        leg = placed.leg
+        root_state = placed.root_state
+        if root_state is None or not root_state.interaction_id or not root_state.conversation_id:
+            root_plan = replace(plan, contact_id=leg.root_contact_id, open=True)
+            root_details = self.directory.describe(plan.instance_id, leg.root_contact_id, outcome.lookup_fallbacks)
+            opened = self._ensure_open(
+                root_plan,
+                root_state,
+                outcome,
+                deadline,
+                late_join=True,
+                details=root_details,
+                agent_details=placed.details,
+            )
+            now = int(self.clock())
+            root_state = self.store.save(
+                opened.evolve(
+                    status=ContactStatus.OPEN if opened.status is ContactStatus.CLAIMED else opened.status,
+                    anchor_ms=opened.anchor_ms or placed.root_anchor,
+                    updated_at=now,
+                    expires_at=now + self.options.contact_ttl_days * 86400,
+                ),
+                expected_version=opened.version,
+            )
+            outcome.state_writes += 1
+            logger.thread_safe_append_keys(interaction_id=root_state.interaction_id)
+        own = self.store.claim(plan.contact_id, plan.instance_id, int(self.clock()))
+        outcome.state_writes += 1
+        outcome.interaction_id = root_state.interaction_id
+        return own.evolve(
+            status=ContactStatus.OPEN,
+            interaction_id=root_state.interaction_id,
+            conversation_id=root_state.conversation_id,
+            root_contact_id=leg.root_contact_id,
+            offset_shift_ms=placed.plan.shift_ms if placed.plan else 0,
+            leg_number=leg.number,
+            anchor_ms=leg.anchor_ms,
+        )
 
     # -- steps ---------------------------------------------------------------------------------------------------
 
@@ -243,7 +369,12 @@ class ContactRunner:
         outcome: ContactOutcome,
         deadline: float,
         late_join: bool = False,
+        details: ContactDetails | None = None,
+        agent_details: ContactDetails | None = None,
     ) -> ContactState:
+        """Make sure the contact has its interaction and conversation (claim, find, or create). ``details``: its
+        DescribeContact answer when already at hand; ``agent_details``: the leg whose agent the call gets when the
+        contact has none (a transfer's root opened by a later leg)."""
         if not plan.open:
             assert state is not None
             return state
@@ -252,7 +383,8 @@ class ContactRunner:
         recovering = False  # an earlier attempt may have created the interaction
         blind = False  # ... and the Table API could not be asked (forbidden)
         if state is None:
-            request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
+            request, fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id, details, agent_details)
+            outcome.lookup_fallbacks += fallbacks
             # Before the claim: a claim that never gets its create would make the redelivery wait for nothing.
             self._check_budget(deadline, "create the interaction")
             # Claim before creating: of two deliveries of STARTED, only one gets past this conditional write.
@@ -288,7 +420,10 @@ class ContactRunner:
                 self._mark_create_not_applied(state, outcome)
                 raise
             if request is None:
-                request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
+                request, fallbacks = self.directory.open_request(
+                    plan.instance_id, plan.contact_id, details, agent_details
+                )
+                outcome.lookup_fallbacks += fallbacks
             outcome.servicenow_requests += 1
             try:
                 interaction_id = self.servicenow.create_interaction(request)
@@ -315,7 +450,10 @@ class ContactRunner:
         if conversation_id is None:
             self._check_budget(deadline, "create the conversation")
             if request is None:
-                request, outcome.lookup_fallbacks = self.directory.open_request(plan.instance_id, plan.contact_id)
+                request, fallbacks = self.directory.open_request(
+                    plan.instance_id, plan.contact_id, details, agent_details
+                )
+                outcome.lookup_fallbacks += fallbacks
             outcome.servicenow_requests += 1
             conversation_id = self.servicenow.create_conversation(interaction_id, request)
         logger.info(
@@ -626,10 +764,31 @@ class ContactRunner:
 
     def _close(self, plan: ContactPlan, state: ContactState, outcome: ContactOutcome, deadline: float) -> None:
         self._check_budget(deadline, "close the interaction")
-        url = self.directory.recording_url(state.instance_id or plan.instance_id, plan.contact_id)
+        instance = state.instance_id or plan.instance_id
+        root = state.root_contact_id or plan.contact_id
+        decision, others, furthest = call_may_close(
+            self.directory, self.store, instance, plan.contact_id, root, outcome.lookup_fallbacks
+        )
+        if not decision.close:
+            # Another leg is still live: this leg has ended (its item says so), the call has not. The last leg to end
+            # closes it; if that never comes, the sweeper does, with the same rule (close_pending keeps it there).
+            logger.info(
+                "leg ended; the call goes on", step="close", outcome="waiting", waiting_for=decision.waiting_for
+            )
+            outcome.close_waiting = True
+            return
+        url = self.directory.recording_url(instance, root)
+        if others and not plan.reclose:  # a redelivered close only re-sends the idempotent PATCH
+            legs = [c.contact_id for c in others if c.contact_id != root]
+            if plan.contact_id != root:
+                legs.append(plan.contact_id)
+            end = max(state.max_offset_millis, furthest)
+            state = self._note_other_recordings(state, instance, root, sorted(legs), end, outcome)
         outcome.servicenow_requests += 1
         self.servicenow.close_interaction(state.interaction_id or "", url)
         outcome.closed = True
+        if others:
+            self._confirm_other_legs(others)
         if state.close_pending:
             # Confirmed: out of the sweeper's index. A failure here leaves the flag; the sweeper's idempotent PATCH
             # then confirms it (late, never lost).
@@ -644,6 +803,46 @@ class ContactRunner:
         )
         if state.orphan_check:
             self._close_orphans(plan, state, url, outcome)
+
+    def _note_other_recordings(
+        self, state: ContactState, instance: str, root: str, legs: Sequence[str], end: int, outcome: ContactOutcome
+    ) -> ContactState:
+        """The close carries one recording URL (the root's); the later legs' go in one agent-only note, marked sent
+        before its POST (a redelivered close never posts it twice)."""
+        links = [(leg, self.directory.recording_url(instance, leg)) for leg in legs]
+        lines = [f"{contact}: {url}" for contact, url in links if url]
+        if not lines:
+            return state
+        note = OutgoingMessage(
+            id=f"voicebridge-recordings-{root}",
+            content="Recordings of the call's other legs: " + "; ".join(lines),
+            participant="AGENT",
+            begin_offset_millis=end,
+            end_offset_millis=end,
+            sentiment=None,
+            internal=True,
+            sequence_number=state.close_sequence_number or "0",
+            attributes=(("noteType", "recordings"),),
+        )
+        if note.id in state.sent:
+            return state
+        state = self.store.save(state.evolve(sent=state.sent.with_ids([note.id])), expected_version=state.version)
+        outcome.state_writes += 1
+        outcome.servicenow_requests += 1
+        self.servicenow.post_messages(state.interaction_id or "", [note])
+        outcome.notes_sent += 1
+        return state
+
+    def _confirm_other_legs(self, others: Sequence[AssociatedContact]) -> None:
+        """The other legs ended before this one and may be waiting (close_pending): the call is closed now, so
+        take them out of the sweeper's index too. Best effort: a leftover is re-closed (idempotent) by a sweep."""
+        try:
+            states = self.store.load_many([c.contact_id for c in others])
+            for leg in states.values():
+                if leg.close_pending:
+                    self.store.save(leg.evolve(close_pending=False), expected_version=leg.version)
+        except BridgeError as exc:
+            logger.warning("other legs not confirmed", step="close", outcome="skipped", error=str(exc))
 
     def _close_orphans(self, plan: ContactPlan, state: ContactState, url: str | None, outcome: ContactOutcome) -> None:
         """Close the contact's other open interactions (a create an earlier attempt made that landed unseen).

@@ -63,6 +63,7 @@ from bridge.errors import (
     ServiceNowReadForbiddenError,
     ServiceNowRejectedError,
 )
+from bridge.legs import call_may_close
 from bridge.log import logger
 from bridge.models import ContactState, ContactStatus, ShardPosition
 from bridge.ports import ServiceNowPort, SweepStorePort
@@ -251,6 +252,18 @@ class Sweeper:
             logger.thread_safe_clear_keys()
 
     def _close(self, state: ContactState) -> SweepOutcome:
+        if state.interaction_id and self.directory.knows_calls:
+            # The bridge's close rule (bridge.legs): a leg of a transferred call closes the call only as its last.
+            decision, _others, _end = call_may_close(
+                self.directory,
+                self.store,
+                state.instance_id,
+                state.contact_id,
+                state.root_contact_id or state.contact_id,
+                [],
+            )
+            if not decision.close:
+                return self._leg_ended(state, decision.waiting_for)
         interaction_id = state.interaction_id or self._recover(state.contact_id)
         try:
             marked = self.store.save(marked_closing(state, interaction_id), expected_version=state.version)
@@ -288,6 +301,19 @@ class Sweeper:
             has_recording_url=url is not None,
         )
         return SweepOutcome(state.contact_id, "closed", interaction_id, has_recording_url=url is not None)
+
+    def _leg_ended(self, state: ContactState, waiting_for: tuple[str, ...]) -> SweepOutcome:
+        """An idle leg whose call goes on in another leg: it has ended (so the other leg's close may go ahead), the
+        call's interaction stays open. Still in the index (close_pending) until the call is closed."""
+        if state.status is not ContactStatus.CLOSED or not state.close_pending:
+            try:
+                self.store.save(
+                    state.evolve(status=ContactStatus.CLOSED, close_pending=True), expected_version=state.version
+                )
+            except ContactConflictError:
+                return SweepOutcome(state.contact_id, "conflict", state.interaction_id)
+        logger.info("idle leg ended; its call goes on", step="sweep", outcome="waiting", waiting_for=list(waiting_for))
+        return SweepOutcome(state.contact_id, "waiting", state.interaction_id)
 
     def _recover(self, contact_id: str) -> str | None:
         """A claimed contact without an interaction id: an attempt may have created it and died before saving."""

@@ -88,7 +88,9 @@ def open_shard(contact_id: str) -> str:
 
 def in_open_index(state: ContactState) -> bool:
     return (
-        state.status is not ContactStatus.CLOSED or state.close_sequence_number == SWEEP_PENDING or state.close_pending
+        state.status not in (ContactStatus.CLOSED, ContactStatus.IGNORED)
+        or state.close_sequence_number == SWEEP_PENDING
+        or state.close_pending
     )
 
 
@@ -106,12 +108,18 @@ def to_item(state: ContactState) -> dict[str, Any]:
         "expires_at": {"N": str(state.expires_at)},
         "last_arrival": {"N": str(state.last_arrival)},
     }
+    for name, count in (("offset_shift", state.offset_shift_ms), ("anchor_ms", state.anchor_ms)):
+        if count:
+            item[name] = {"N": str(count)}
+    if state.leg_number != 1:
+        item["leg_number"] = {"N": str(state.leg_number)}
     for name, value in (
         ("instance_id", state.instance_id),
         ("interaction_id", state.interaction_id),
         ("conversation_id", state.conversation_id),
         ("close_seq", state.close_sequence_number),
         ("shard_id", state.shard_id),
+        ("root_contact_id", state.root_contact_id),
     ):
         if value:
             item[name] = {"S": value}
@@ -161,6 +169,10 @@ def from_item(item: dict[str, Any]) -> ContactState:
         close_pending=bool(item.get("close_pending", {}).get("BOOL", False)),
         last_arrival=number("last_arrival"),
         shard_id=text("shard_id") or "",
+        root_contact_id=text("root_contact_id") or "",
+        offset_shift_ms=number("offset_shift"),
+        leg_number=number("leg_number") or 1,
+        anchor_ms=number("anchor_ms"),
     )
 
 
