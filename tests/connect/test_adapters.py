@@ -12,7 +12,6 @@ from bridge.adapters.connect import ConnectDirectoryClient
 from bridge.config import AgentLookup, CallerLookup, Settings
 from bridge.directory import ContactDirectory
 from bridge.errors import ConnectLookupError, ConnectThrottledError
-from bridge.ports import ContactDetails
 from tests.connect.conftest import AGENT1, AGENT2, INSTANCE, LEG1, LEG2, OTHER_CALL, client
 from voicebridge.connect import RunningConnect
 
