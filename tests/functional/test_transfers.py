@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.events_builder import INSTANCE_ID, envelope, transcript
+from tests.functional.conftest import Stack
 from voicebridge.connect.data import parse_connect_data
 from voicebridge.fixtures import StreamRecord, build_records
 from voicebridge.replay import ReplayOptions, ServiceNowTarget, replay_session
@@ -163,3 +164,47 @@ def test_the_first_legs_completed_does_not_close_the_call() -> None:
         (call,) = table(target, "interaction", f"client_session_id={ROOT}")
     assert not report.failed
     assert call["state"] != "closed_complete"  # leg 2 is still live: closing now would strand its last lines
+
+
+def test_a_leg_that_ends_while_another_is_connected_waits_then_the_sweeper_closes_the_call(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leg 1 ends while Connect still shows leg 2 connected (a leg that never streams): the call stays open; once
+    leg 2 has disconnected, the sweeper closes the call after TransferGraceSeconds, with the same rule."""
+    from bridge import factory, sweeper
+    from bridge.adapters.dynamodb import DynamoContactStore
+    from bridge.ports import ContactDetails
+    from tests.events_builder import call_events, lambda_records
+    from tests.fakes import FakeConnect
+    from voicebridge.replay import ReplayContext
+
+    monkeypatch.setenv("CALLER_LOOKUP", "describe_contact")
+    monkeypatch.setenv("AGENT_LOOKUP", "describe_user")
+    monkeypatch.setenv("TRANSFER_GRACE_SECONDS", "60")
+    factory.reset()
+    sweeper.reset()
+    root = ContactDetails("+12025550147", AGENT1, initiation_method="INBOUND", initiated_at=T0, agent_connected_at=T0)
+    quiet_leg = ContactDetails(
+        initial_contact_id=ROOT, initiation_method="TRANSFER", initiated_at=T0 + 60, agent_connected_at=T0 + 61
+    )
+    connect = FakeConnect(contacts={ROOT: root, LEG: quiet_leg}, usernames={AGENT1: "priya.s"})
+    factory.get_bridge().processor.runner.directory.connect = connect
+    sweeper.get_sweeper().sweeper.directory.connect = connect
+
+    assert stack.invoke(lambda_records(call_events(ROOT, 2))) == {"batchItemFailures": []}
+    (call,) = stack.interactions(ROOT)
+    assert call["state"] != "closed_complete"  # leg 2 is connected: the call goes on
+    assert sweeper.lambda_handler({"detail-type": "Scheduled Event"}, ReplayContext())["swept"] == 0
+
+    connect.contacts[LEG] = replace(quiet_leg, disconnected_at=T0 + 120)  # leg 2 hangs up; it never streamed
+    import boto3
+
+    store = DynamoContactStore(boto3.client("dynamodb"), stack.environment["CONTACT_TABLE"])
+    waiting = store.load_many([ROOT])[ROOT]
+    assert waiting.close_pending
+    store.save(
+        waiting.evolve(updated_at=waiting.updated_at - 600, last_arrival=waiting.last_arrival - 600),  # 5-min buckets
+        expected_version=waiting.version,
+    )
+    assert sweeper.lambda_handler({"detail-type": "Scheduled Event"}, ReplayContext())["swept"] == 1
+    assert stack.interactions(ROOT)[0]["state"] == "closed_complete"

@@ -69,6 +69,7 @@ from bridge.models import ContactState, ContactStatus, ShardPosition
 from bridge.ports import ServiceNowPort, SweepStorePort
 
 DEFAULT_IDLE_CLOSE_MINUTES = 90  # above the outage the event source mapping's defaults ride out (62 min)
+DEFAULT_TRANSFER_GRACE_SECONDS = 300
 DISCONNECT_GRACE_SECONDS = 120
 # Bounds one sweep's work; what is left waits for the next run (the index keeps it).
 MAX_CONTACTS_PER_SWEEP = 500
@@ -97,7 +98,11 @@ def stream_idle(
 
 
 def needs_close(
-    state: ContactState, now: int, idle_seconds: int, positions: Mapping[str, ShardPosition] | None = None
+    state: ContactState,
+    now: int,
+    idle_seconds: int,
+    positions: Mapping[str, ShardPosition] | None = None,
+    pending_after: int | None = None,
 ) -> bool:
     """Whether the sweeper should close this contact now (pure).
 
@@ -111,6 +116,9 @@ def needs_close(
             return True
         if not state.close_pending:
             return False
+        # Ended on the stream, the call not closed yet: a leg waiting for the call's other legs, or a PATCH that never
+        # got through. Looked at again after ``pending_after`` (TransferGraceSeconds), not the idle limit.
+        idle_seconds = idle_seconds if pending_after is None else pending_after
     return now - state.updated_at >= idle_seconds and stream_idle(state, now, idle_seconds, positions)
 
 
@@ -119,9 +127,10 @@ def select_idle(
     now: int,
     idle_seconds: int,
     positions: Mapping[str, ShardPosition] | None = None,
+    pending_after: int | None = None,
 ) -> list[ContactState]:
     """The contacts to close, oldest activity first (the index is eventually consistent: re-check fresh items)."""
-    chosen = [state for state in states if needs_close(state, now, idle_seconds, positions)]
+    chosen = [state for state in states if needs_close(state, now, idle_seconds, positions, pending_after)]
     return sorted(chosen, key=lambda state: (state.updated_at, state.contact_id))
 
 
@@ -196,11 +205,14 @@ class Sweeper:
         self.directory = directory
         self.clock = clock
         self.monotonic = monotonic
+        # How long a contact that ended on the stream waits for its call's other legs (or for its close to get
+        # through) before a sweep looks at it again (TRANSFER_GRACE_SECONDS).
+        self.transfer_grace_seconds = DEFAULT_TRANSFER_GRACE_SECONDS
 
     def sweep(self, idle_seconds: int, deadline: float, limit: int = MAX_CONTACTS_PER_SWEEP) -> SweepResult:
         """Close every contact idle for ``idle_seconds`` (bounded by ``limit`` and the ``deadline``)."""
         now = int(self.clock())
-        contact_ids = self.store.idle_contact_ids(now - idle_seconds, limit)
+        contact_ids = self.store.idle_contact_ids(now - min(idle_seconds, self.transfer_grace_seconds), limit)
         return self._close_all(contact_ids, now, idle_seconds, deadline)
 
     def close_if_idle(self, contact_id: str, idle_seconds: int, deadline: float) -> SweepResult:
@@ -213,7 +225,7 @@ class Sweeper:
             return result
         states = list(self.store.load_many(contact_ids).values())
         positions = self.store.positions(sorted({s.shard_id for s in states if s.shard_id}))
-        chosen = select_idle(states, now, idle_seconds, positions)
+        chosen = select_idle(states, now, idle_seconds, positions, self.transfer_grace_seconds)
         result.candidates = len(chosen)
         for index, state in enumerate(chosen):
             if self.monotonic() > deadline:
@@ -349,6 +361,19 @@ def idle_close_minutes(environ: Mapping[str, str]) -> int:
     return value
 
 
+def transfer_grace_seconds(environ: Mapping[str, str]) -> int:
+    raw = environ.get("TRANSFER_GRACE_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_TRANSFER_GRACE_SECONDS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"TRANSFER_GRACE_SECONDS must be an integer, got {raw!r}") from None
+    if not 0 <= value <= 86400:
+        raise ConfigurationError(f"TRANSFER_GRACE_SECONDS must be between 0 and 86400, got {value}")
+    return value
+
+
 def disconnect_close_enabled(environ: Mapping[str, str]) -> bool:
     raw = environ.get("DISCONNECT_CLOSE_ENABLED", "true").strip().lower()
     if raw not in {"true", "false"}:
@@ -378,6 +403,7 @@ def _build() -> _Wired:
     settings = load_settings(environ)
     bridge = factory.build_bridge(settings)  # the same adapters and ContactDirectory the bridge uses
     sweeper = Sweeper(bridge.store, bridge.servicenow, bridge.processor.runner.directory)
+    sweeper.transfer_grace_seconds = transfer_grace_seconds(environ)
     return _Wired(sweeper, bridge.servicenow, idle_close_minutes(environ) * 60, disconnect_close_enabled(environ))
 
 
