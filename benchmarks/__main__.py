@@ -447,7 +447,9 @@ def report(args: argparse.Namespace, scale: Scale, loaded: str | None, profiled:
             "# `make bench` results\n\n"
             f"Command: `{command}` (`.venv/bin/python -m benchmarks{flag} "
             f"--results {args.results}`), "
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}. Goals: issue 5.\n\n```\n" + out.getvalue() + "```\n"
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}. Goals: issues 5 and 13.\n\n```\n"
+            + out.getvalue()
+            + "```\n"
         )
     return 0
 
