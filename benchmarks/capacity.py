@@ -185,6 +185,7 @@ class Carried:
     calls: int
     at_top: bool
     runs: tuple[str, ...]
+    measured: dict[int, tuple[Any, dict[str, Any]]]  # calls -> (LoadResult, emulator stats) of each step run
 
 
 LAG_GOAL_S = 2.0
@@ -196,8 +197,9 @@ def calls_carried(url: str, steps: tuple[int, ...], seconds: float, naive: bool,
 
     carried = 0
     runs: list[str] = []
+    measured: dict[int, tuple[Any, dict[str, Any]]] = {}
     for calls in steps:
-        result, stats = realtime(url, calls, seconds, naive=naive, lead_s=lead_s)
+        result, stats = measured[calls] = realtime(url, calls, seconds, naive=naive, lead_s=lead_s)
         capacity = stats.get("capacity", {})
         runs.append(
             ("naive " if naive else "")
@@ -206,6 +208,6 @@ def calls_carried(url: str, steps: tuple[int, ...], seconds: float, naive: bool,
         )
         p99 = result.lag(0.99)
         if math.isnan(p99) or p99 > LAG_GOAL_S:
-            return Carried(carried, False, tuple(runs))
+            return Carried(carried, False, tuple(runs), measured)
         carried = calls
-    return Carried(carried, True, tuple(runs))
+    return Carried(carried, True, tuple(runs), measured)
