@@ -143,6 +143,7 @@ def call_may_close(
     if not others:
         return CloseDecision(True), [], 0
     states = store.load_many([c.contact_id for c in others])
-    ended = {cid: s.status in (ContactStatus.CLOSED, ContactStatus.IGNORED) for cid, s in states.items()}
+    # Ended means done (its messages delivered), not just closed by its pre-write: a leg still sending is live.
+    ended = {cid: s.leg_ended or s.status is ContactStatus.IGNORED for cid, s in states.items()}
     furthest = max((s.max_offset_millis for s in states.values()), default=0)
     return may_close(contact_id, associated, ended), others, furthest

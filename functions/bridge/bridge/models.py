@@ -255,6 +255,9 @@ class ContactState:
     offset_shift_ms: int = 0
     leg_number: int = 1
     anchor_ms: int = 0
+    # The leg is done: its COMPLETED/FAILED was read and everything before it delivered (written after the send,
+    # never by the pre-write): what the call's other legs wait for before closing the call.
+    leg_ended: bool = False
 
     def evolve(self, **changes: Any) -> ContactState:
         return replace(self, **changes)

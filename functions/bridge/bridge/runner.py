@@ -575,12 +575,19 @@ class ContactRunner:
             nonlocal remaining, probed
             outcome.servicenow_requests += 1
             present = self.servicenow.find_message_ids(conversation, [m.id for m in remaining])
-            if not present and not probed and _has_confirmed_messages(state):
-                # Nothing found, yet this contact provably stored messages: are reads filtered (ACL)?
+            if not present and not probed:
+                # Nothing found: are reads filtered (ACL)? Probe what provably exists: a message of this contact
+                # (one was confirmed), else its interaction (the bridge holds its id).
                 probed = True
                 outcome.servicenow_requests += 1
-                if not self.servicenow.conversation_has_messages(conversation):
-                    raise ReadsFiltered("Table API reads of sys_cs_message are filtered", status=200)
+                if _has_confirmed_messages(state):
+                    if not self.servicenow.conversation_has_messages(conversation):
+                        raise ReadsFiltered("Table API reads of sys_cs_message are filtered", status=200)
+                elif (
+                    state.interaction_id
+                    and self.servicenow.find_interaction(state.root_contact_id or state.contact_id) is None
+                ):
+                    raise ReadsFiltered("Table API reads of interaction are filtered", status=200)
             remaining = [m for m in remaining if m.id not in present]
             return True if not remaining else None
 
@@ -773,9 +780,12 @@ class ContactRunner:
             # Another leg is still live: this leg has ended (its item says so), the call has not. The last leg to end
             # closes it; if that never comes, the sweeper does, with the same rule (close_pending keeps it there).
             logger.info(
-                "leg ended; the call goes on", step="close", outcome="waiting", waiting_for=decision.waiting_for
+                "leg ended; the call goes on", step="close", outcome="waiting", waiting_for=list(decision.waiting_for)
             )
             outcome.close_waiting = True
+            if not state.leg_ended:
+                outcome.final_state = self.store.save(state.evolve(leg_ended=True), expected_version=state.version)
+                outcome.state_writes += 1
             return
         url = self.directory.recording_url(instance, root)
         if others and not plan.reclose:  # a redelivered close only re-sends the idempotent PATCH
@@ -792,7 +802,7 @@ class ContactRunner:
         if state.close_pending:
             # Confirmed: out of the sweeper's index. A failure here leaves the flag; the sweeper's idempotent PATCH
             # then confirms it (late, never lost).
-            state = self.store.save(state.evolve(close_pending=False), expected_version=state.version)
+            state = self.store.save(state.evolve(close_pending=False, leg_ended=True), expected_version=state.version)
             outcome.state_writes += 1
             outcome.final_state = state
         logger.info(

@@ -141,7 +141,7 @@ def marked_closing(state: ContactState, interaction_id: str | None) -> ContactSt
 
 
 def marked_swept(state: ContactState) -> ContactState:
-    return state.evolve(close_sequence_number=SWEPT, close_pending=False)
+    return state.evolve(close_sequence_number=SWEPT, close_pending=False, leg_ended=True)
 
 
 # --- the sweep -----------------------------------------------------------------------------------------------------
@@ -317,10 +317,11 @@ class Sweeper:
     def _leg_ended(self, state: ContactState, waiting_for: tuple[str, ...]) -> SweepOutcome:
         """An idle leg whose call goes on in another leg: it has ended (so the other leg's close may go ahead), the
         call's interaction stays open. Still in the index (close_pending) until the call is closed."""
-        if state.status is not ContactStatus.CLOSED or not state.close_pending:
+        if state.status is not ContactStatus.CLOSED or not state.close_pending or not state.leg_ended:
             try:
                 self.store.save(
-                    state.evolve(status=ContactStatus.CLOSED, close_pending=True), expected_version=state.version
+                    state.evolve(status=ContactStatus.CLOSED, close_pending=True, leg_ended=True),
+                    expected_version=state.version,
                 )
             except ContactConflictError:
                 return SweepOutcome(state.contact_id, "conflict", state.interaction_id)

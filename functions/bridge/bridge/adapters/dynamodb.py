@@ -127,6 +127,7 @@ def to_item(state: ContactState) -> dict[str, Any]:
         ("create_not_applied", state.create_not_applied),
         ("orphan_check", state.orphan_check),
         ("close_pending", state.close_pending),
+        ("leg_ended", state.leg_ended),
     ):
         if flag:
             item[name] = {"BOOL": True}
@@ -167,6 +168,7 @@ def from_item(item: dict[str, Any]) -> ContactState:
         create_not_applied=bool(item.get("create_not_applied", {}).get("BOOL", False)),
         orphan_check=bool(item.get("orphan_check", {}).get("BOOL", False)),
         close_pending=bool(item.get("close_pending", {}).get("BOOL", False)),
+        leg_ended=bool(item.get("leg_ended", {}).get("BOOL", False)),
         last_arrival=number("last_arrival"),
         shard_id=text("shard_id") or "",
         root_contact_id=text("root_contact_id") or "",
