@@ -92,7 +92,7 @@ PARAMETER_DEFAULTS: dict[str, tuple[str | int | None, list[str] | None]] = {
     "MaximumBatchingWindowInSeconds": (0, None),
     "ParallelizationFactor": (1, None),
     "BisectBatchOnFunctionError": ("true", ["true", "false"]),
-    "MaximumRetryAttempts": (30, None),
+    "MaximumRetryAttempts": (40, None),
     "MaximumRecordAgeInSeconds": (21600, None),
 }
 
@@ -396,7 +396,7 @@ def test_retries_and_record_age_are_bounded(template: dict[str, Any]) -> None:
     age = template["Parameters"]["MaximumRecordAgeInSeconds"]
     assert retries["Type"] == age["Type"] == "Number"
     assert 0 <= retries["MinValue"] <= retries["Default"] <= retries["MaxValue"] <= 10000
-    assert retries["Default"] == 30
+    assert retries["Default"] == 40
     assert 60 <= age["MinValue"] <= age["Default"] <= age["MaxValue"] <= 604800
     assert age["Default"] == 21600
 
@@ -719,13 +719,18 @@ def test_no_literal_account_ids_or_regions(template: dict[str, Any]) -> None:
 
 
 def test_the_defaults_ride_out_an_hour_of_servicenow_outage(template: dict[str, Any]) -> None:
-    """README "Reliability": while ServiceNow is unavailable for every contact an invocation holds the shard for up
-    to its Timeout (bridge.processor), so Lambda's bounded retries span (retries + 1) x Timeout. The defaults must
-    cover an hourly rate-limit window, within the record age, and the sweeper must not close calls meanwhile."""
+    """README "Reliability": while ServiceNow is unavailable for every contact an invocation holds the shard for a
+    backoff that doubles from 2 s up to the rest of its Timeout (bridge.processor), so Lambda's bounded retries span
+    the sum of those holds. The defaults must cover an hourly rate-limit window, within the record age, and the
+    sweeper must not close calls meanwhile."""
+    from bridge.factory import SAFETY_MARGIN_SECONDS
+    from bridge.processor import OUTAGE_BACKOFF_S
+
     parameters = template["Parameters"]
     timeout = parameters["Timeout"]["Default"]
     retries = parameters["MaximumRetryAttempts"]["Default"]
-    covered = (retries + 1) * timeout
-    assert covered >= 3600
+    cap = timeout - SAFETY_MARGIN_SECONDS
+    covered = sum(min(cap, OUTAGE_BACKOFF_S * 2**attempt) for attempt in range(retries + 1))
+    assert covered >= 4200  # 70 minutes: README "Reliability"
     assert parameters["MaximumRecordAgeInSeconds"]["Default"] > covered
     assert parameters["IdleCloseMinutes"]["Default"] * 60 > covered

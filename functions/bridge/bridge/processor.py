@@ -34,6 +34,8 @@ from bridge.runner import ContactOutcome, ContactRunner, records_of
 
 # How often a container records a shard's read position (a PutItem): the sweeper's idle limit is an hour or more.
 POSITION_INTERVAL_S = 30.0
+# The first hold of an outage; each further batch in a row that gets nothing through doubles it.
+OUTAGE_BACKOFF_S = 2.0
 
 
 @dataclass
@@ -98,6 +100,7 @@ class BatchProcessor:
         # Skip parking a record already parked for the same reason (live redeliveries); redrive turns it off.
         self.park_once = True
         self._position_written: dict[str, float] = {}  # shard -> when this container last recorded its position
+        self._outage_streak = 0  # batches in a row where ServiceNow answered nothing (the hold's backoff)
         # Called with every BatchResult (replay's per-contact summary, benchmarks' counters).
         self.observers: list[Callable[[BatchResult], None]] = []
 
@@ -180,6 +183,8 @@ class BatchProcessor:
         if result.failed_sequence_numbers:
             self._confirm(result)
             self._hold_if_outage(result, deadline)
+        elif any(o.servicenow_requests for o in result.outcomes):
+            self._outage_streak = 0  # ServiceNow answered: the next outage starts its backoff afresh
         for observer in self.observers:
             observer(result)
         return result
@@ -249,15 +254,22 @@ class BatchProcessor:
             result.confirmed_writes += 1
 
     def _hold_if_outage(self, result: BatchResult, deadline: float) -> None:
-        """Hold the shard while ServiceNow is unavailable for every contact that had work (no contact of the batch
-        got through): for its Retry-After when it gave one, else as long as allowed."""
+        """Hold the shard while ServiceNow is unavailable for every contact that asked it anything (no request of
+        the batch got through): for its Retry-After when it gave one longer than the client could wait; else for a
+        backoff that doubles with each such batch in a row (2, 4, 8 ... s, up to the rest of the invocation), so a
+        blip costs seconds and an outage spends each of Lambda's bounded retries in full."""
         if self.outage_hold_seconds <= 0:
             return
-        outcomes = [o for o in result.outcomes if o.retry or o.sent or o.opened or o.closed or o.notes_sent]
-        if not outcomes or not all(o.retry and o.error_class == ServiceNowUnavailableError.__name__ for o in outcomes):
+        asked = [o for o in result.outcomes if o.servicenow_requests or o.retry]
+        if not asked or not all(o.retry and o.error_class == ServiceNowUnavailableError.__name__ for o in asked):
+            self._outage_streak = 0
             return
-        hints = [o.retry_after for o in outcomes if o.retry_after is not None]
-        hold = min(self.outage_hold_seconds, max(hints) if hints else self.outage_hold_seconds)
+        hints = [o.retry_after for o in asked if o.retry_after is not None]
+        if hints:
+            hold = min(self.outage_hold_seconds, max(hints))
+        else:
+            hold = min(self.outage_hold_seconds, OUTAGE_BACKOFF_S * 2**self._outage_streak)
+            self._outage_streak += 1
         hold = min(hold, deadline - self.monotonic())
         if hold <= 0:
             return

@@ -68,7 +68,7 @@ from bridge.log import logger
 from bridge.models import ContactState, ContactStatus, ShardPosition
 from bridge.ports import ServiceNowPort, SweepStorePort
 
-DEFAULT_IDLE_CLOSE_MINUTES = 90  # above the outage the event source mapping's defaults ride out (62 min)
+DEFAULT_IDLE_CLOSE_MINUTES = 90  # above the outage the event source mapping's defaults ride out (70 min)
 DEFAULT_TRANSFER_GRACE_SECONDS = 300
 DISCONNECT_GRACE_SECONDS = 120
 # Bounds one sweep's work; what is left waits for the next run (the index keeps it).
