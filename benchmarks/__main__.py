@@ -96,7 +96,7 @@ class Scale:
 
 SCALES = {
     "full": Scale("full", 5, 3, 60, 10.0, 15.0, 0.5, (300, 1000), 7, 3.0, 5.0, False),
-    "quick": Scale("quick", 3, 1, 60, 5.0, 8.0, 0.5, (300, 1000), 7, 2.0, 5.0, False, node_calls=200),
+    "quick": Scale("quick", 3, 1, 60, 5.0, 8.0, 0.5, (300, 1000), 7, 2.0, 5.0, False),
     # Each load run still starts its own emulator and does its warm-up: the smoke run goes through every step.
     "smoke": Scale(
         "smoke",
