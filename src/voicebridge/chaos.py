@@ -82,7 +82,10 @@ STORE_METHODS = ("claim", "save")
 PROFILES = ("default", "production")
 # The production profile (see the module docstring).
 FILTERED_CONTACTS = "^[0-1]"  # contact ids are UUIDs: about 1 in 8 calls' records hidden by read ACLs
-UNCERTAIN_RATE = 0.04  # per contact and invocation: applied-then-500 /messages whose read-backs are throttled
+# Per invocation: an applied-then-500 /messages whose read-backs are throttled (429 on every retry of the client),
+# never while an earlier one is still unserved: the 429s match any read-back, so piling them up would starve the
+# one contact reconciling instead of exercising the path.
+UNCERTAIN_RATE = 0.3
 SESSION_BUSY_RATE = 0.03  # per contact and invocation: a 202 from a busy session
 QUOTA_AT = 0.4  # the quota is hit when delivery reaches this share of the records
 QUOTA_WINDOW_S = 8.0  # a real hourly rule answers minutes; the soak keeps its wall time
@@ -109,8 +112,8 @@ class SoakOptions:
     crash_rate: float = 0.05
     duplicate_rate: float = 0.05
     seed: int = 1
-    # The template's MaximumRetryAttempts default: a batch the bridge cannot get through in 10 retries is lost.
-    max_retries: int = 10
+    # The template's MaximumRetryAttempts default: a batch the bridge cannot get through in 40 retries is lost.
+    max_retries: int = 40
     max_workers: int | None = None  # None: the bridge's own default, as deployed
     read_timeout_s: float = 0.5
     # Longer than the slowest scripted late apply (timeout_delay_ms), as the settle time must be in production.
@@ -484,12 +487,13 @@ class _Injector:
     def _script_production(self, contacts: int, records: Sequence[dict[str, Any]]) -> None:
         """A real instance's answers, about per contact of this invocation (see the module docstring)."""
         rules: list[dict[str, Any]] = []
+        pending = any("sys_cs_message" in str(rule.get("path")) for rule in self.emulator.pending_faults())
+        if self.rng.random() < UNCERTAIN_RATE and not pending:
+            rules += [
+                {"path": "/messages$", "method": "POST", "action": "ambiguous_500"},
+                {"path": "/table/sys_cs_message", "method": "GET", "action": "status", "status": 429, "times": 4},
+            ]
         for _ in range(contacts):
-            if self.rng.random() < UNCERTAIN_RATE:
-                rules += [
-                    {"path": "/messages$", "method": "POST", "action": "ambiguous_500"},
-                    {"path": "/table/sys_cs_message", "method": "GET", "action": "status", "status": 429, "times": 4},
-                ]
             if self.rng.random() < SESSION_BUSY_RATE:
                 rules.append({"path": "/cs/voice-interactions", "action": "session_busy"})
         position = self.index.get(str(records[0]["kinesis"]["sequenceNumber"]), 0) if records else 0
@@ -855,7 +859,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-retries",
         type=argtypes.non_negative_int,
         default=defaults.max_retries,
-        help="retries before a batch is given up (10)",
+        help="retries before a batch is given up (40, the template's default)",
     )
     parser.add_argument(
         "--max-workers", type=argtypes.bounded_int(1, 64), help="the handler's MAX_WORKERS, 1-64 (the bridge's default)"

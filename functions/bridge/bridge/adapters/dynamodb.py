@@ -335,7 +335,11 @@ class DynamoContactStore:
         return found[:limit]
 
     def _put(self, state: ContactState, condition: str, values: dict[str, Any], operation: str) -> None:
-        kwargs: dict[str, Any] = {"TableName": self.table, "Item": to_item(state), "ConditionExpression": condition}
+        self._put_item(to_item(state), condition, values, operation)
+
+    def _put_item(self, item: dict[str, Any], condition: str, values: dict[str, Any], operation: str) -> None:
+        """One conditional PutItem (``#version`` names the optimistic lock when ``values`` use it)."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item, "ConditionExpression": condition}
         if values:
             kwargs["ExpressionAttributeValues"] = values
             kwargs["ExpressionAttributeNames"] = {"#version": "version"}
@@ -365,28 +369,17 @@ class DynamoContactStore:
         """Create the contact's item for an import; ContactConflictError when any item (live or import) exists."""
         from bridge.postcall.record import to_item as import_to_item
 
-        self._put_import(import_to_item(record), "attribute_not_exists(contact_id)", {}, "claim import")
+        self._put_item(import_to_item(record), "attribute_not_exists(contact_id)", {}, "claim import")
 
     def save_import(self, record: ImportRecord, expected_version: int) -> ImportRecord:
         """Advance an import's record; ContactConflictError when another worker changed it first."""
         from bridge.postcall.record import to_item as import_to_item
 
         saved = record.evolve(version=expected_version + 1)
-        self._put_import(
+        self._put_item(
             import_to_item(saved),
             "#version = :expected AND attribute_exists(postcall_key)",
             {":expected": {"N": str(expected_version)}},
             "save import",
         )
         return saved
-
-    def _put_import(self, item: dict[str, Any], condition: str, values: dict[str, Any], operation: str) -> None:
-        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item, "ConditionExpression": condition}
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-            kwargs["ExpressionAttributeNames"] = {"#version": "version"}
-        try:
-            self.calls["PutItem"] += 1
-            self.client.put_item(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated below
-            raise translate(exc, self.table, f"PutItem ({operation})") from exc
