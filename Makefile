@@ -39,7 +39,7 @@ demo: install ## Replay a recorded call through the real handler against the emb
 	$(BIN)/voicebridge demo
 
 demo-historical: install ## Import the post-call analysis fixtures (voicebridge backfill, in-process S3) into the embedded emulator; print what ServiceNow stored
-	$(BIN)/python -m voicebridge.backfill
+	$(BIN)/python -m voicebridge.feed.backfill
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -98,9 +98,9 @@ def backlog(calls: int, segments: int, workers: int = 64, adaptive: bool = True)
     import time
 
     from benchmarks import loadgen
-    from voicebridge.chaos import SoakOptions, build_workload, expected_notes
     from voicebridge.emulator.process import emulator_subprocess
-    from voicebridge.shard import ShardDriver
+    from voicebridge.feed.shard import ShardDriver
+    from voicebridge.soak.chaos import SoakOptions, build_workload, expected_notes
 
     options = SoakOptions(calls=calls, segments=segments, fault_rate=0, crash_rate=0, duplicate_rate=0)
     synthetic, records = build_workload(options)

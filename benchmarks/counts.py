@@ -16,8 +16,8 @@ from typing import Any
 
 from benchmarks.fakeworld import FakeWorld, NaiveWorld
 from benchmarks.workload import live_window, stamped
-from voicebridge.fixtures import FIRST_SEQUENCE_NUMBER, SEQUENCE_STEP, build_records, kinesis_event
-from voicebridge.synth import synthesize_call
+from voicebridge.feed.fixtures import FIRST_SEQUENCE_NUMBER, SEQUENCE_STEP, build_records, kinesis_event
+from voicebridge.soak.synth import synthesize_call
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.workload import Stream, batches, stamped, steady
 from voicebridge.emulator.process import emulator_subprocess
-from voicebridge.replay import (
+from voicebridge.feed.replay import (
     ReplayContext,
     ServiceNowTarget,
     ensure_resources,

@@ -46,9 +46,9 @@ def _keeping_cookies() -> Iterator[None]:
 
 
 def _backlog(calls: int, segments: int, sessions: bool) -> tuple[float, int]:
-    from voicebridge.chaos import SoakOptions, build_workload
     from voicebridge.emulator import EmulatorOptions, start_emulator
-    from voicebridge.replay import ReplayOptions, ServiceNowTarget, replay
+    from voicebridge.feed.replay import ReplayOptions, ServiceNowTarget, replay
+    from voicebridge.soak.chaos import SoakOptions, build_workload
 
     options = SoakOptions(calls=calls, segments=segments, fault_rate=0, crash_rate=0, duplicate_rate=0)
     _calls, records = build_workload(options)

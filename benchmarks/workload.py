@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from voicebridge.fixtures import build_records, kinesis_event
-from voicebridge.synth import interleave_with_times, synthesize_call
+from voicebridge.feed.fixtures import build_records, kinesis_event
+from voicebridge.soak.synth import interleave_with_times, synthesize_call
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def steady(concurrent: int, window_s: float, seed: int = 11, turns: int = 60) ->
 
 
 def _renumber(records: tuple[dict[str, Any], ...]) -> None:
-    from voicebridge.fixtures import FIRST_SEQUENCE_NUMBER, SEQUENCE_STEP
+    from voicebridge.feed.fixtures import FIRST_SEQUENCE_NUMBER, SEQUENCE_STEP
 
     for index, record in enumerate(records):
         number = str(FIRST_SEQUENCE_NUMBER + index * SEQUENCE_STEP)

@@ -1,12 +1,12 @@
 """Small builders of decoded Contact Lens events and Lambda records for tests (the payloads; the envelope comes
-from voicebridge.fixtures, the same builder replay and benchmarks use)."""
+from voicebridge.feed.fixtures, the same builder replay and benchmarks use)."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-from voicebridge.fixtures import build_records, kinesis_event
+from voicebridge.feed.fixtures import build_records, kinesis_event
 
 INSTANCE_ID = "a1b2c3d4-5678-90ab-cdef-111111111111"
 _ids = itertools.count(1)

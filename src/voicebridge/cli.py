@@ -15,15 +15,21 @@ from typing import NoReturn
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("voicebridge.emulator.cli", "serve the ServiceNow Voice Interaction API emulator"),
     "connect": ("voicebridge.connect.cli", "serve the Amazon Connect stand-in (lookups and Contact Lens segments)"),
-    "replay": ("voicebridge.replay", "feed fixtures through the real Lambda handler"),
-    "demo": ("voicebridge.demo", "replay the recorded demo call and print what ServiceNow stored"),
-    "redrive": ("voicebridge.redrive", "re-feed parked records through the handler after a fix"),
-    "sweep": ("voicebridge.sweep", "run the sweeper once now: close idle interactions (or list them, --dry-run)"),
-    "capture": ("voicebridge.capture", "read a Kinesis stream into a replayable JSON Lines fixture"),
-    "trace": ("voicebridge.trace", "one contact's timeline from CloudWatch Logs, its state and parked items"),
-    "chaos": ("voicebridge.chaos", "soak: concurrent synthetic calls under faults, crashes and duplicates"),
-    "backfill": ("voicebridge.backfill", "import Contact Lens post-call analysis files from S3 into ServiceNow"),
-    "smoke": ("voicebridge.smoke", "after sam deploy: check the secret, ServiceNow, stream mapping, alarms, queues"),
+    "replay": ("voicebridge.feed.replay", "feed fixtures through the real Lambda handler"),
+    "demo": ("voicebridge.feed.demo", "replay the recorded demo call and print what ServiceNow stored"),
+    "redrive": ("voicebridge.operate.redrive", "re-feed parked records through the handler after a fix"),
+    "sweep": (
+        "voicebridge.operate.sweep",
+        "run the sweeper once now: close idle interactions (or list them, --dry-run)",
+    ),
+    "capture": ("voicebridge.operate.capture", "read a Kinesis stream into a replayable JSON Lines fixture"),
+    "trace": ("voicebridge.operate.trace", "one contact's timeline from CloudWatch Logs, its state and parked items"),
+    "chaos": ("voicebridge.soak.chaos", "soak: concurrent synthetic calls under faults, crashes and duplicates"),
+    "backfill": ("voicebridge.feed.backfill", "import Contact Lens post-call analysis files from S3 into ServiceNow"),
+    "smoke": (
+        "voicebridge.operate.smoke",
+        "after sam deploy: check the secret, ServiceNow, stream mapping, alarms, queues",
+    ),
 }
 
 

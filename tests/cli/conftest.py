@@ -14,7 +14,7 @@ import pytest
 
 from tests.events_builder import call_events
 from voicebridge.emulator.process import emulator_subprocess
-from voicebridge.fixtures import build_records, to_json_line
+from voicebridge.feed.fixtures import build_records, to_json_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from voicebridge import capture
+from voicebridge.operate import capture
 
 pytestmark = pytest.mark.functional
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.events_builder import envelope, transcript
-from voicebridge import replay
-from voicebridge.fixtures import build_records
+from voicebridge.feed import replay
+from voicebridge.feed.fixtures import build_records
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from voicebridge import redrive
 from voicebridge.cli import main
+from voicebridge.operate import redrive
 
 pytestmark = pytest.mark.functional
 

@@ -18,7 +18,7 @@ import requests
 
 from tests.cli.conftest import Voicebridge, stderr_lines
 from tests.events_builder import call_events
-from voicebridge.fixtures import build_records, to_json_line
+from voicebridge.feed.fixtures import build_records, to_json_line
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent

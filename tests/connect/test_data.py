@@ -10,7 +10,7 @@ import pytest
 
 from voicebridge.connect import ConnectDataError, load_connect_data
 from voicebridge.connect.data import parse_connect_data
-from voicebridge.fixtures import load_fixtures
+from voicebridge.feed.fixtures import load_fixtures
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from voicebridge.emulator import EmulatorOptions, RunningEmulator, start_emulator
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, offline_handler_environment
+from voicebridge.feed.replay import ReplayContext, ServiceNowTarget, ensure_resources, offline_handler_environment
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 from tests.events_builder import call_events, lambda_records
 from tests.functional.conftest import Stack
 from voicebridge.emulator import EmulatorOptions
-from voicebridge.fixtures import from_lambda_record
-from voicebridge.shard import ShardDriver
+from voicebridge.feed.fixtures import from_lambda_record
+from voicebridge.feed.shard import ShardDriver
 
 pytestmark = pytest.mark.functional
 

@@ -23,10 +23,10 @@ from tests.events_builder import envelope, transcript
 from tests.functional.conftest import Stack
 from voicebridge.cli import main
 from voicebridge.emulator.tableclient import read_transcript
-from voicebridge.fixtures import StreamRecord, build_records, load_fixture
-from voicebridge.replay import ReplayOptions, bridge_log_level, replay_session
-from voicebridge.synth import SyntheticCall, interleave_calls, synthesize_call
-from voicebridge.trace import Clients, Targets, TraceOptions, timeline_query, trace
+from voicebridge.feed.fixtures import StreamRecord, build_records, load_fixture
+from voicebridge.feed.replay import ReplayOptions, bridge_log_level, replay_session
+from voicebridge.operate.trace import Clients, Targets, TraceOptions, timeline_query, trace
+from voicebridge.soak.synth import SyntheticCall, interleave_calls, synthesize_call
 
 pytestmark = pytest.mark.functional
 

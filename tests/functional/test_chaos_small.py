@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from voicebridge.chaos import SoakOptions, SoakReport, format_report, run_soak
+from voicebridge.soak.chaos import SoakOptions, SoakReport, format_report, run_soak
 
 pytestmark = pytest.mark.functional
 

@@ -16,8 +16,8 @@ from bridge.errors import ConnectThrottledError, ContactStoreUnavailableError
 from tests.events_builder import call_events, envelope, lambda_records, transcript
 from tests.fakes import FakeConnect
 from tests.functional.conftest import Stack
-from voicebridge.fixtures import from_lambda_record
-from voicebridge.shard import ShardDriver
+from voicebridge.feed.fixtures import from_lambda_record
+from voicebridge.feed.shard import ShardDriver
 
 pytestmark = pytest.mark.functional
 TURNS = 4

@@ -10,7 +10,7 @@ import pytest
 from tests.events_builder import call_events, envelope, lambda_records, transcript, utterance
 from tests.functional.conftest import Stack
 from voicebridge.emulator import EmulatorOptions
-from voicebridge.fixtures import load_fixture
+from voicebridge.feed.fixtures import load_fixture
 
 pytestmark = pytest.mark.functional
 API = "/api/now/v1/cs/voice-interactions"

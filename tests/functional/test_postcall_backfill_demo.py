@@ -1,10 +1,10 @@
-"""``make demo-historical`` (``python -m voicebridge.backfill``): the fixtures imported and printed as stored."""
+"""``make demo-historical`` (``python -m voicebridge.feed.backfill``): the fixtures imported and printed as stored."""
 
 from __future__ import annotations
 
 import pytest
 
-from voicebridge.backfill import run_demo
+from voicebridge.feed.backfill import run_demo
 
 
 def test_the_historical_demo_prints_what_servicenow_stored_with_loudness_and_summary(

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests.functional.conftest import Stack
-from voicebridge.replay import ReplayContext
+from voicebridge.feed.replay import ReplayContext
 
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "postcall" / "bucket"
 SAMPLES = Path("/work/shared/reference/samples/postcall")
@@ -426,7 +426,7 @@ def test_a_read_timeout_on_transcript_is_retried_and_the_transcript_stored_once(
 def test_no_content_in_any_log_line_even_at_debug(
     postcall: PostCall, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from voicebridge.replay import bridge_log_level
+    from voicebridge.feed.replay import bridge_log_level
 
     postcall.configure(monkeypatch, ANALYSIS_VARIANT="raw")
     postcall.stack.emulator.add_fault_rules(

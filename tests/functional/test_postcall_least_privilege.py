@@ -14,7 +14,7 @@ import pytest
 
 from tests.template.test_iam_least_privilege import CallRecorder, granted
 from voicebridge.emulator import start_emulator
-from voicebridge.replay import ReplayContext, ServiceNowTarget, ensure_resources, offline_handler_environment
+from voicebridge.feed.replay import ReplayContext, ServiceNowTarget, ensure_resources, offline_handler_environment
 from voicebridge.template import load_template
 
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "postcall" / "bucket"

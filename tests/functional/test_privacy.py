@@ -11,7 +11,7 @@ import pytest
 
 from tests.events_builder import envelope, lambda_records, transcript
 from tests.functional.conftest import Stack
-from voicebridge.fixtures import load_fixture
+from voicebridge.feed.fixtures import load_fixture
 
 pytestmark = pytest.mark.functional
 PASSWORD = "s3cr3t-Pa55word!"

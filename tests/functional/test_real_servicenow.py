@@ -15,8 +15,8 @@ from bridge.processor import BatchResult
 from tests.events_builder import call_events, envelope, lambda_records, transcript
 from tests.functional.conftest import Stack
 from voicebridge.emulator import EmulatorOptions
-from voicebridge.fixtures import from_lambda_record
-from voicebridge.shard import ShardDriver
+from voicebridge.feed.fixtures import from_lambda_record
+from voicebridge.feed.shard import ShardDriver
 
 pytestmark = pytest.mark.functional
 MESSAGES_READ = "/api/now/table/sys_cs_message"

@@ -13,7 +13,7 @@ import pytest
 from tests.events_builder import envelope, lambda_records
 from tests.functional.conftest import Stack
 from voicebridge import cli
-from voicebridge.fixtures import load_fixture
+from voicebridge.feed.fixtures import load_fixture
 
 pytestmark = pytest.mark.functional
 FIXTURE = "events/full-call.jsonl"

@@ -11,8 +11,8 @@ import pytest
 
 from tests.events_builder import call_events, envelope, lambda_records, transcript
 from tests.functional.conftest import Stack
-from voicebridge import redrive
-from voicebridge.fixtures import load_fixture
+from voicebridge.feed.fixtures import load_fixture
+from voicebridge.operate import redrive
 
 pytestmark = pytest.mark.functional
 

@@ -15,8 +15,8 @@ from voicebridge import cli
 from voicebridge.connect import load_connect_data, start_connect
 from voicebridge.connect.data import parse_connect_data
 from voicebridge.connect.session import LOOKUP_ENVIRONMENT
-from voicebridge.fixtures import load_fixtures
-from voicebridge.replay import ReplayOptions, ServiceNowTarget, replay_session
+from voicebridge.feed.fixtures import load_fixtures
+from voicebridge.feed.replay import ReplayOptions, ServiceNowTarget, replay_session
 
 pytestmark = pytest.mark.functional
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from voicebridge import cli, replay, shard
+from voicebridge import cli
 from voicebridge.emulator import start_emulator
-from voicebridge.fixtures import StreamRecord
+from voicebridge.feed import replay, shard
+from voicebridge.feed.fixtures import StreamRecord
 
 pytestmark = pytest.mark.functional
 
@@ -107,7 +108,7 @@ def test_a_batching_window_lambda_would_refuse_is_one_line_and_exit_2(
 
 def test_replay_options_without_a_pace_deliver_full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """No --realtime/--speed: the records are all on the stream already; the batching window changes nothing."""
-    from voicebridge.fixtures import load_fixtures
+    from voicebridge.feed.fixtures import load_fixtures
 
     asked: list[Any] = []
     monkeypatch.setattr(replay, "arrival_polling", lambda *args: asked.append(args))

@@ -19,8 +19,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from voicebridge import cli, smoke
+from voicebridge import cli
 from voicebridge.emulator import EmulatorOptions, RunningEmulator, start_emulator
+from voicebridge.operate import smoke
 from voicebridge.template import contact_table_create_kwargs
 
 pytestmark = pytest.mark.functional

@@ -16,7 +16,7 @@ from bridge.models import ContactState, ContactStatus
 from tests.events_builder import call_events, lambda_records
 from tests.functional.conftest import Stack
 from voicebridge.cli import main
-from voicebridge.replay import ReplayContext
+from voicebridge.feed.replay import ReplayContext
 
 pytestmark = pytest.mark.functional
 REFUSE_CLOSE = [{"action": "status", "status": 503, "method": "PATCH", "path": "/state$", "times": 1000}]

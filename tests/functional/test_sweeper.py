@@ -15,7 +15,7 @@ from bridge.adapters.dynamodb import SWEPT, DynamoContactStore
 from bridge.models import ContactState, ContactStatus
 from tests.events_builder import call_events, envelope, lambda_records, transcript
 from tests.functional.conftest import Stack
-from voicebridge.replay import ReplayContext
+from voicebridge.feed.replay import ReplayContext
 
 pytestmark = pytest.mark.functional
 HOUR = 3600
@@ -176,8 +176,8 @@ def test_disconnected_event_closes_an_idle_contact_but_not_one_still_talking(sta
 def test_a_close_that_never_got_through_is_closed_by_the_sweeper(stack: Stack, refusal: dict[str, Any]) -> None:
     """Issue 10 §3: the contact is marked closed before the PATCH, but stays in the sweeper's index (close_pending)
     until ServiceNow confirmed the close; before, it dropped out of the index and stayed open forever."""
-    from voicebridge.fixtures import from_lambda_record
-    from voicebridge.shard import ShardDriver
+    from voicebridge.feed.fixtures import from_lambda_record
+    from voicebridge.feed.shard import ShardDriver
 
     stack.emulator.add_fault_rules([{"action": "status", "method": "PATCH", "path": "/state$", **refusal}])
     records = lambda_records(call_events("c-unclosed", 2))

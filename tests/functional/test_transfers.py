@@ -13,8 +13,8 @@ import requests
 from tests.events_builder import INSTANCE_ID, envelope, transcript
 from tests.functional.conftest import Stack
 from voicebridge.connect.data import parse_connect_data
-from voicebridge.fixtures import StreamRecord, build_records
-from voicebridge.replay import ReplayOptions, ServiceNowTarget, replay_session
+from voicebridge.feed.fixtures import StreamRecord, build_records
+from voicebridge.feed.replay import ReplayOptions, ServiceNowTarget, replay_session
 
 pytestmark = pytest.mark.functional
 
@@ -176,7 +176,7 @@ def test_a_leg_that_ends_while_another_is_connected_waits_then_the_sweeper_close
     from bridge.ports import ContactDetails
     from tests.events_builder import call_events, lambda_records
     from tests.fakes import FakeConnect
-    from voicebridge.replay import ReplayContext
+    from voicebridge.feed.replay import ReplayContext
 
     monkeypatch.setenv("CALLER_LOOKUP", "describe_contact")
     monkeypatch.setenv("AGENT_LOOKUP", "describe_user")

@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from tests.integration.conftest import BIN
-from voicebridge.fixtures import build_records, load_fixture
-from voicebridge.synth import interleave_calls, synthesize_call
+from voicebridge.feed.fixtures import build_records, load_fixture
+from voicebridge.soak.synth import interleave_calls, synthesize_call
 
 pytestmark = pytest.mark.integration
 

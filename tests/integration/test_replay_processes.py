@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.events_builder import call_events, envelope, transcript
-from voicebridge.fixtures import build_records, to_json_line
+from voicebridge.feed.fixtures import build_records, to_json_line
 
 pytestmark = pytest.mark.integration
 VOICEBRIDGE = str(Path(sys.executable).parent / "voicebridge")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from voicebridge.smoke import STACK_OUTPUTS, STACK_PARAMETERS
+from voicebridge.operate.smoke import STACK_OUTPUTS, STACK_PARAMETERS
 from voicebridge.template import load_template
 
 pytestmark = pytest.mark.unit

@@ -22,7 +22,7 @@ import pytest
 from tests.events_builder import call_events, lambda_records
 from tests.functional.conftest import Stack
 from voicebridge.emulator import start_emulator
-from voicebridge.replay import ServiceNowTarget, ensure_resources, offline_handler_environment
+from voicebridge.feed.replay import ServiceNowTarget, ensure_resources, offline_handler_environment
 from voicebridge.template import load_template
 
 pytestmark = pytest.mark.functional

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from voicebridge.operate.trace import CONTACT_TIMELINE_QUERY
 from voicebridge.template import load_template
-from voicebridge.trace import CONTACT_TIMELINE_QUERY
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""The committed fixtures in events/ and the loader that reads them (voicebridge.fixtures)."""
+"""The committed fixtures in events/ and the loader that reads them (voicebridge.feed.fixtures)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from voicebridge.fixtures import FixtureError, StreamRecord, build_records, kinesis_event, load_fixture, to_json_line
+from voicebridge.feed.fixtures import (
+    FixtureError,
+    StreamRecord,
+    build_records,
+    kinesis_event,
+    load_fixture,
+    to_json_line,
+)
 
 pytestmark = pytest.mark.unit
 

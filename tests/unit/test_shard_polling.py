@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from voicebridge.fixtures import StreamRecord, build_records
-from voicebridge.shard import Polling, ShardDriver, arrival_polling, batching_window_argument
+from voicebridge.feed.fixtures import StreamRecord, build_records
+from voicebridge.feed.shard import Polling, ShardDriver, arrival_polling, batching_window_argument
 
 pytestmark = pytest.mark.unit
 

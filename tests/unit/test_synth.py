@@ -1,4 +1,4 @@
-"""Synthetic calls (voicebridge.synth): deterministic, well-formed, realistic cadence, mergeable."""
+"""Synthetic calls (voicebridge.soak.synth): deterministic, well-formed, realistic cadence, mergeable."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from voicebridge.fixtures import build_records, from_lambda_record, kinesis_event
-from voicebridge.synth import SyntheticCall, interleave_calls, interleave_with_times, synthesize_call
+from voicebridge.feed.fixtures import build_records, from_lambda_record, kinesis_event
+from voicebridge.soak.synth import SyntheticCall, interleave_calls, interleave_with_times, synthesize_call
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,7 @@ from bridge.adapters.parking import SqsParking
 from bridge.models import ContactState, ContactStatus, PendingEntry, SentSet
 from bridge.ports import ParkedItem
 from voicebridge.cli import build_parser
-from voicebridge.template import contact_table_create_kwargs
-from voicebridge.trace import (
+from voicebridge.operate.trace import (
     CONTACT_TIMELINE_QUERY,
     Clients,
     Targets,
@@ -34,6 +33,7 @@ from voicebridge.trace import (
     timeline_query,
     trace,
 )
+from voicebridge.template import contact_table_create_kwargs
 
 pytestmark = pytest.mark.unit
 

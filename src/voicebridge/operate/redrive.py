@@ -3,7 +3,7 @@
 Reads the parking queue (``--queue-url``, default ``PARKING_QUEUE_URL``), keeps the messages matching ``--reason``
 and ``--contact``, rebuilds the Lambda Kinesis records exactly as parked (sequence numbers and base64 ``data``
 untouched), and invokes ``bridge.handler.lambda_handler`` per contact, in sequence order, in batches, with the
-Kinesis event source mapping's redelivery semantics (``voicebridge.shard.ShardDriver``).
+Kinesis event source mapping's redelivery semantics (``voicebridge.feed.shard.ShardDriver``).
 
 A message is deleted only once every one of its records went through without being reported in
 ``batchItemFailures``. Records the handler parks again (still after close, still malformed, rejected again) are
@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebridge import argtypes
-from voicebridge.fixtures import StreamRecord
-from voicebridge.replay import (
+from voicebridge.feed.fixtures import StreamRecord
+from voicebridge.feed.replay import (
     ReplayContext,
     ServiceNowTarget,
     bridge_log_level,
     ensure_resources,
     environment_overlay,
 )
-from voicebridge.shard import ShardDriver
+from voicebridge.feed.shard import ShardDriver
 
 NO_CONTACT = "-"  # records parked without a contact id (undecodable, invalid JSON...)
 RECEIVE_VISIBILITY_S = 900  # how long a message read by this run stays hidden from other consumers

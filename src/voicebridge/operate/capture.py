@@ -3,7 +3,7 @@
 - Every shard (parents before children after a reshard), from TRIM_HORIZON or AT_TIMESTAMP, with GetRecords until
   the shard is caught up (``MillisBehindLatest`` 0), closed, or past ``--until``.
 - Shards are merged by arrival time (each shard's own order kept) and written with
-  :func:`voicebridge.fixtures.to_json_line`: ``{"partitionKey", "sequenceNumber", "approximateArrivalTimestamp",
+  :func:`voicebridge.feed.fixtures.to_json_line`: ``{"partitionKey", "sequenceNumber", "approximateArrivalTimestamp",
   "data": {event}}``, or ``"dataBase64"`` for a payload that is not a JSON object, so poison replays byte-exact.
   Sequence numbers are the stream's own, so a capture lines up with ``voicebridge trace`` output.
 - ``--contact ID`` keeps the records whose payload ``ContactId`` is ID (the partition key is not trusted);
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from voicebridge import argtypes
-from voicebridge.fixtures import StreamRecord, to_json_line
+from voicebridge.feed.fixtures import StreamRecord, to_json_line
 from voicebridge.timeparse import parse_moment
 
 CONTENT_KEYS = frozenset({"Content", "PartialContent"})

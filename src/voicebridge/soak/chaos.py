@@ -3,8 +3,8 @@ duplicate deliveries, then ServiceNow's state (Table API) compared with what the
 
 What runs (issue 4 §4):
 
-- ``calls`` synthetic calls of ``segments`` final transcripts each (``voicebridge.synth``), merged the way one
-  shard carries concurrent calls, delivered by :class:`~voicebridge.shard.ShardDriver` in batches of
+- ``calls`` synthetic calls of ``segments`` final transcripts each (``voicebridge.soak.synth``), merged the way one
+  shard carries concurrent calls, delivered by :class:`~voicebridge.feed.shard.ShardDriver` in batches of
   ``batch_size`` to ``bridge.handler.lambda_handler``, with the environment ``voicebridge replay`` gives it
   (moto in process, the embedded emulator over HTTP, credentials through Secrets Manager).
 - ServiceNow faults, ``fault_rate`` of the Voice Interaction API requests in total, split as:
@@ -55,9 +55,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from voicebridge.fixtures import StreamRecord, build_records, kinesis_event
-from voicebridge.shard import DeliveryReport, ShardDriver, progress_printer
-from voicebridge.synth import SyntheticCall, interleave_with_times, synthesize_call
+from voicebridge.feed.fixtures import StreamRecord, build_records, kinesis_event
+from voicebridge.feed.shard import DeliveryReport, ShardDriver, progress_printer
+from voicebridge.soak.synth import SyntheticCall, interleave_with_times, synthesize_call
 
 # How the total fault rate is split (see the module docstring).
 STATUS_SHARE = 0.6
@@ -444,7 +444,7 @@ class _Injector:
 
     def _handler(self, event: dict[str, Any]) -> Any:
         from bridge.handler import lambda_handler
-        from voicebridge.replay import ReplayContext
+        from voicebridge.feed.replay import ReplayContext
 
         records = event["Records"]
         contacts = len({str(r["kinesis"]["partitionKey"]) for r in records})
@@ -650,7 +650,7 @@ def _captured_logs(level: str) -> Iterator[io.StringIO]:
 def run_soak(options: SoakOptions) -> SoakReport:
     """Run the soak in process (moto, embedded emulator) and compare ServiceNow's final state with the calls."""
     from voicebridge.emulator import EmulatorOptions, start_emulator
-    from voicebridge.replay import (
+    from voicebridge.feed.replay import (
         ServiceNowTarget,
         aws_resources,
         ensure_resources,

@@ -12,10 +12,10 @@ import requests
 
 from bridge.redaction import RedactionMode
 from voicebridge import argtypes
-from voicebridge.fixtures import FixtureError, load_fixtures
-from voicebridge.replay import ReplayOptions, format_report, replay_session
+from voicebridge.feed.fixtures import FixtureError, load_fixtures
+from voicebridge.feed.replay import ReplayOptions, format_report, replay_session
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_FIXTURE = REPO_ROOT / "events" / "full-call.jsonl"
 DEFAULT_CONNECT = REPO_ROOT / "events" / "connect" / "full-call.json"  # what Amazon Connect knows about that call
 

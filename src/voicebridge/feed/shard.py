@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicebridge.fixtures import StreamRecord, kinesis_event
+from voicebridge.feed.fixtures import StreamRecord, kinesis_event
 
 MAX_BATCHING_WINDOW_S = 300.0  # the largest MaximumBatchingWindowInSeconds Lambda accepts
 POLL_INTERVAL_S = 1.0  # an idle shard is polled about once a second

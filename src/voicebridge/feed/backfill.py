@@ -78,7 +78,7 @@ def plan_from(args: argparse.Namespace, today: date) -> Plan:
 
 @contextlib.contextmanager
 def servicenow_target(args: argparse.Namespace) -> Iterator[Any]:
-    from voicebridge.replay import ServiceNowTarget, _servicenow
+    from voicebridge.feed.replay import ServiceNowTarget, _servicenow
 
     if args.servicenow_url:
         yield ServiceNowTarget(
@@ -195,7 +195,7 @@ def summary_line(outcomes: Sequence[Any], files: int) -> str:
 
 def render_interaction(interaction: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     """What ServiceNow stored for one imported contact, with each turn's loudness and the notes."""
-    from voicebridge.demo import _clock
+    from voicebridge.feed.demo import _clock
 
     lines = [
         f"Interaction {interaction['number']} · {interaction['state']} · caller {interaction['user_id']} · "
@@ -218,8 +218,8 @@ def render_interaction(interaction: dict[str, Any], messages: list[dict[str, Any
 
 
 def print_stored(target: Any, contact_ids: Sequence[str]) -> None:
-    from voicebridge.demo import read_interactions
     from voicebridge.emulator.tableclient import read_transcript
+    from voicebridge.feed.demo import read_interactions
 
     if not contact_ids:
         return
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     except (ArgumentError, OSError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    from voicebridge.replay import bridge_log_level
+    from voicebridge.feed.replay import bridge_log_level
 
     embedded = not args.servicenow_url
     with servicenow_target(args) as target, bridge_log_level(args.log_level.upper()):
@@ -316,9 +316,9 @@ def run_demo() -> int:
     import boto3
     from moto import mock_aws
 
-    from voicebridge.replay import environment_overlay
+    from voicebridge.feed.replay import environment_overlay
 
-    root = Path(__file__).resolve().parents[2] / "events" / "postcall"
+    root = Path(__file__).resolve().parents[3] / "events" / "postcall"
     bucket = "demo-contact-lens-recordings"
     credentials = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1"}
     with environment_overlay({**credentials, "CONNECT_INSTANCE_ALIAS": "example"}), mock_aws():
@@ -337,5 +337,5 @@ def run_demo() -> int:
         return run(parser.parse_args([*arguments, "--connect", str(root / "connect-contacts.json")]))
 
 
-if __name__ == "__main__":  # python -m voicebridge.backfill: the demo (make demo-historical)
+if __name__ == "__main__":  # python -m voicebridge.feed.backfill: the demo (make demo-historical)
     raise SystemExit(run_demo())

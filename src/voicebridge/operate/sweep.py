@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from voicebridge import argtypes
-from voicebridge.replay import ServiceNowTarget, bridge_log_level, ensure_resources, environment_overlay
+from voicebridge.feed.replay import ServiceNowTarget, bridge_log_level, ensure_resources, environment_overlay
 
 if TYPE_CHECKING:
     from bridge.models import ContactState

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voicebridge import argtypes
-from voicebridge.fixtures import FixtureError, StreamRecord, load_fixtures
-from voicebridge.shard import (
+from voicebridge.feed.fixtures import FixtureError, StreamRecord, load_fixtures
+from voicebridge.feed.shard import (
     DeliveryReport,
     ShardDriver,
     arrival_polling,

@@ -1,0 +1,1 @@
+"""Soaking the bridge: ``chaos`` (concurrent synthetic calls under faults) and the call synthesizer ``synth``."""
