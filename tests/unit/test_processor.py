@@ -106,9 +106,10 @@ def test_same_batch_delivered_twice_sends_nothing_twice() -> None:
     world.process(records)
     calls = len(world.servicenow.calls)
     second = world.process(records)
-    # A redelivery cannot be told from a retry after a crash: the still-pending segments are read back (found,
-    # not re-sent) and the idempotent close is repeated. Nothing is POSTed again.
-    assert world.servicenow.calls[calls:] == ["find_messages", "close_interaction"]
+    # The contact's close was confirmed, and a close only follows a successful send: its still-pending segments
+    # are stored, so nothing is read back (an ACL'd read-back would look empty) and only the idempotent close is
+    # repeated. Nothing is POSTed again.
+    assert world.servicenow.calls[calls:] == ["close_interaction"]
     assert second.outcomes[0].reconciled == 5 and second.outcomes[0].resent == 0
     assert len(world.servicenow) == 1 and world.transcript_ids("c1") == [f"c1-t{i:04d}" for i in range(5)]
     third = world.process(lambda_records(call_events("c1", 5), first_sequence_number=10**55))

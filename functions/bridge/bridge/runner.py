@@ -542,6 +542,11 @@ class ContactRunner:
     ) -> list[OutgoingMessage]:
         if not plan.unconfirmed:
             return []
+        if state.status is ContactStatus.CLOSED and not state.close_pending:
+            # The close was confirmed, and a close only follows a send that succeeded: every segment marked before
+            # it is stored. (Read back, an ACL'd contact would look empty and be re-sent into a closed interaction.)
+            outcome.reconciled += len(plan.unconfirmed)
+            return []
         self._check_budget(deadline, "reconcile")
         # Definite failures un-mark their segments (see _send), so a pending segment means the previous attempt died
         # or got an ambiguous answer. If that was recent, its POST may still be landing: let the read-back settle.
