@@ -186,6 +186,27 @@ def environment_overlay(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def tool_environment(args: argparse.Namespace, service: str, namespace: str) -> Iterator[dict[str, str]]:
+    """The handler's environment for a tool run by hand (redrive, sweep): the function's own environment, or with
+    ``--servicenow-url`` (``--user/--password`` or ``--client-id/--client-secret``, ``--table``) what replay sets up.
+    Powertools stays quiet unless the caller's environment says otherwise. Yields the environment in force."""
+    quiet = {
+        "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", service),
+        "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", namespace),
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+    }
+    if not args.servicenow_url:
+        with environment_overlay(quiet):
+            yield dict(os.environ)
+        return
+    target = ServiceNowTarget(args.servicenow_url, args.user, args.password, args.client_id, args.client_secret)
+    environment = ensure_resources(args.table, target)
+    environment.update(quiet, CALLER_LOOKUP="none", AGENT_LOOKUP="none", CONNECT_INSTANCE_ALIAS="example")
+    with environment_overlay(environment):
+        yield environment
+
+
+@contextlib.contextmanager
 def _servicenow(target: ServiceNowTarget | None) -> Iterator[ServiceNowTarget]:
     if target is not None:
         yield target

@@ -42,13 +42,7 @@ from typing import Any
 
 from voicebridge import argtypes
 from voicebridge.feed.fixtures import StreamRecord
-from voicebridge.feed.replay import (
-    ReplayContext,
-    ServiceNowTarget,
-    bridge_log_level,
-    ensure_resources,
-    environment_overlay,
-)
+from voicebridge.feed.replay import ReplayContext, bridge_log_level, tool_environment
 from voicebridge.feed.shard import ShardDriver
 
 NO_CONTACT = "-"  # records parked without a contact id (undecodable, invalid JSON...)
@@ -378,20 +372,8 @@ def _unread(report: RedriveReport) -> list[str]:
 @contextlib.contextmanager
 def _handler_environment(args: argparse.Namespace) -> Iterator[str]:
     """The handler's environment; yields the queue to read. Never prints a secret."""
-    quiet = {
-        "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "voicebridge"),
-        "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "voicebridge-redrive"),
-        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-    }
-    if not args.servicenow_url:
-        with environment_overlay(quiet):
-            yield args.queue_url or os.environ.get("PARKING_QUEUE_URL", "")
-        return
-    target = ServiceNowTarget(args.servicenow_url, args.user, args.password, args.client_id, args.client_secret)
-    environment = ensure_resources(args.table, target)
-    environment.update(quiet, CALLER_LOOKUP="none", AGENT_LOOKUP="none", CONNECT_INSTANCE_ALIAS="example")
-    with environment_overlay(environment):
-        yield args.queue_url or environment["PARKING_QUEUE_URL"]
+    with tool_environment(args, "voicebridge", "voicebridge-redrive") as environment:
+        yield args.queue_url or environment.get("PARKING_QUEUE_URL", "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

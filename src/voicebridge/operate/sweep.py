@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from voicebridge import argtypes
-from voicebridge.feed.replay import ServiceNowTarget, bridge_log_level, ensure_resources, environment_overlay
+from voicebridge.feed.replay import bridge_log_level, tool_environment
 
 if TYPE_CHECKING:
     from bridge.models import ContactState
@@ -151,21 +151,9 @@ def format_report(report: SweepReport) -> str:
 
 @contextlib.contextmanager
 def _sweeper_environment(args: argparse.Namespace) -> Iterator[None]:
-    """The sweeper's environment for the block; never prints a secret."""
-    quiet = {
-        "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "voicebridge-sweeper"),
-        "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "voicebridge-sweep"),
-        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-    }
-    if not args.servicenow_url:
-        with environment_overlay(quiet):
-            yield
-        return
-    target = ServiceNowTarget(args.servicenow_url, args.user, args.password, args.client_id, args.client_secret)
-    environment = ensure_resources(args.table, target)
-    # As replay and redrive configure the bridge, so a sweep closes with the URL they would have sent.
-    environment.update(quiet, CALLER_LOOKUP="none", AGENT_LOOKUP="none", CONNECT_INSTANCE_ALIAS="example")
-    with environment_overlay(environment):
+    """The sweeper's environment for the block; never prints a secret. Configured as replay and redrive configure
+    the bridge, so a sweep closes with the URL they would have sent."""
+    with tool_environment(args, "voicebridge-sweeper", "voicebridge-sweep"):
         yield
 
 
